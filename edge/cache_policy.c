@@ -1,0 +1,565 @@
+/*
+ * edge/cache_policy.c: HTTP caching rules as pure functions (RFC 9111 caching, RFC 9110 semantics).
+ *
+ * Contract: every function here reads its arguments and nothing else: no clock (times are
+ * parameters; the one exception is edge_http_date_parse, which reads time() only for the RFC 850
+ * two-digit-year rule; edge_http_date_parse_at takes it as a parameter), no global mutable state
+ * except a C locale object created once (pthread_once) for strptime_l, no allocation. Parsers read exactly the bytes they are given (inputs need not be
+ * NUL-terminated) and never fail hard: what cannot be parsed is treated the way the RFC says a
+ * recipient should, which for freshness is always the conservative reading (stale, not stored).
+ */
+#define _GNU_SOURCE /* strptime_l, timegm */
+#ifndef H2O_USE_LIBUV
+#define H2O_USE_LIBUV 0
+#endif
+#include <locale.h>
+#include <pthread.h>
+#include <string.h>
+#include <time.h>
+#include "h2o.h"
+#include "edge/cache_policy.h"
+
+/* 9999-12-31T23:59:59Z: the last instant a 4-digit year can show */
+#define MAX_HTTP_DATE ((int64_t)253402300799)
+
+static pthread_once_t c_locale_once = PTHREAD_ONCE_INIT;
+static locale_t c_locale;
+
+static int is_ows(int c)
+{
+    return c == ' ' || c == '\t';
+}
+
+/* RFC 9110 §5.6.2 tchar */
+static int is_tchar(int c)
+{
+    if (('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z') || ('0' <= c && c <= '9'))
+        return 1;
+    return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+static int name_is(const char *name, size_t len, const char *lc_literal)
+{
+    return h2o_lcstris(name, len, lc_literal, strlen(lc_literal));
+}
+
+/*
+ * delta-seconds = 1*DIGIT (RFC 9111 §1.2.2). Values above 2^31 are capped at 2^31 as that section requires.
+ * @return 0 with *out set, or -1 when not a delta-seconds (empty, sign, fraction, anything but digits)
+ */
+static int parse_delta_seconds(const char *s, size_t len, int64_t *out)
+{
+    int64_t v = 0;
+    if (len == 0)
+        return -1;
+    for (size_t i = 0; i != len; ++i) {
+        if (!('0' <= s[i] && s[i] <= '9'))
+            return -1;
+        if (v < EDGE_DELTA_SECONDS_MAX)
+            v = v * 10 + (s[i] - '0');
+    }
+    *out = v > EDGE_DELTA_SECONDS_MAX ? EDGE_DELTA_SECONDS_MAX : v;
+    return 0;
+}
+
+/* Skips to the next ',' that is not inside a quoted-string (RFC 9110 §5.6.4), or to end. */
+static const char *skip_element(const char *p, const char *end)
+{
+    int in_quotes = 0;
+    while (p < end) {
+        if (in_quotes) {
+            if (*p == '\\') {
+                if (++p == end)
+                    break;
+            } else if (*p == '"') {
+                in_quotes = 0;
+            }
+        } else if (*p == ',') {
+            break;
+        } else if (*p == '"') {
+            in_quotes = 1;
+        }
+        ++p;
+    }
+    return p;
+}
+
+/*
+ * One parsed cache-directive. `well_formed` is 0 when the element did not match
+ * token [ "=" ( token / quoted-string ) ] followed by OWS and a comma or the end.
+ */
+struct st_directive_t {
+    const char *name;
+    size_t name_len;
+    int has_arg;
+    int well_formed;
+    const char *arg; /* raw: a quoted-string argument is given without its quotes, escapes left in */
+    size_t arg_len;
+};
+
+/* valued directive whose invalid value means "absent": sets *has and *field from the first valid occurrence */
+static void set_first_valid(unsigned *has, int64_t *field, const struct st_directive_t *d)
+{
+    int64_t v;
+    if (*has || !d->has_arg || !d->well_formed || parse_delta_seconds(d->arg, d->arg_len, &v) != 0)
+        return;
+    *has = 1;
+    *field = v;
+}
+
+/* max-age / s-maxage: the first occurrence wins, valid or not (RFC 9111 §4.2.1: "either the first occurrence
+ * should be used or the response should be considered stale"); invalid freshness information means stale, so
+ * a missing or malformed value is 0. */
+static void set_first_or_zero(unsigned *has, int64_t *field, const struct st_directive_t *d)
+{
+    int64_t v;
+    if (*has)
+        return;
+    *has = 1;
+    *field = d->has_arg && d->well_formed && parse_delta_seconds(d->arg, d->arg_len, &v) == 0 ? v : 0;
+}
+
+static void apply_directive(edge_cc_t *cc, const struct st_directive_t *d)
+{
+    const char *n = d->name;
+    size_t l = d->name_len;
+    /* a permissive directive only counts in its exact form: an argument makes it malformed, and a malformed
+     * directive must not make the cache store or serve more than the origin clearly allowed */
+    int exact_flag = !d->has_arg && d->well_formed;
+
+    if (name_is(n, l, "no-store")) {
+        cc->no_store = 1; /* RFC 9111 §5.2.2.5 */
+    } else if (name_is(n, l, "no-cache")) {
+        cc->no_cache = 1; /* RFC 9111 §5.2.2.4 (response) / §5.2.1.4 (request) */
+        if (d->has_arg)
+            cc->no_cache_has_fields = 1; /* qualified form handled as unqualified, as the note in §5.2.2.4 allows */
+    } else if (name_is(n, l, "private")) {
+        cc->private_ = 1; /* RFC 9111 §5.2.2.7 */
+        if (d->has_arg)
+            cc->private_has_fields = 1; /* qualified form handled as unqualified (note in §5.2.2.7) */
+    } else if (name_is(n, l, "public")) {
+        if (exact_flag)
+            cc->public_ = 1; /* RFC 9111 §5.2.2.9 */
+    } else if (name_is(n, l, "must-revalidate")) {
+        cc->must_revalidate = 1; /* RFC 9111 §5.2.2.2 */
+    } else if (name_is(n, l, "proxy-revalidate")) {
+        cc->proxy_revalidate = 1; /* RFC 9111 §5.2.2.8 */
+    } else if (name_is(n, l, "immutable")) {
+        if (exact_flag)
+            cc->immutable = 1; /* RFC 8246 */
+    } else if (name_is(n, l, "only-if-cached")) {
+        cc->only_if_cached = 1; /* RFC 9111 §5.2.1.7 */
+    } else if (name_is(n, l, "no-transform")) {
+        cc->no_transform = 1; /* RFC 9111 §5.2.2.6 / §5.2.1.6 */
+    } else if (name_is(n, l, "must-understand")) {
+        cc->must_understand = 1; /* RFC 9111 §5.2.2.3 */
+    } else if (name_is(n, l, "max-age")) {
+        unsigned has = cc->has_max_age;
+        set_first_or_zero(&has, &cc->max_age, d); /* RFC 9111 §5.2.2.1 */
+        cc->has_max_age = has;
+    } else if (name_is(n, l, "s-maxage")) {
+        unsigned has = cc->has_s_maxage;
+        set_first_or_zero(&has, &cc->s_maxage, d); /* RFC 9111 §5.2.2.10 */
+        cc->has_s_maxage = has;
+    } else if (name_is(n, l, "stale-while-revalidate")) {
+        /* RFC 5861 §3; a bare directive is read as 0 seconds of grace */
+        unsigned has = cc->has_swr;
+        if (!has && !d->has_arg && d->well_formed) {
+            has = 1;
+            cc->stale_while_revalidate = 0;
+        }
+        set_first_valid(&has, &cc->stale_while_revalidate, d);
+        cc->has_swr = has;
+    } else if (name_is(n, l, "stale-if-error")) {
+        unsigned has = cc->has_sie; /* RFC 5861 §4 */
+        set_first_valid(&has, &cc->stale_if_error, d);
+        cc->has_sie = has;
+    } else if (name_is(n, l, "max-stale")) {
+        /* RFC 9111 §5.2.1.2: without a value the client accepts a stale response of any age */
+        unsigned has = cc->has_max_stale;
+        if (!has && !d->has_arg && d->well_formed) {
+            has = 1;
+            cc->max_stale = INT64_MAX;
+        }
+        set_first_valid(&has, &cc->max_stale, d);
+        cc->has_max_stale = has;
+    } else if (name_is(n, l, "min-fresh")) {
+        unsigned has = cc->has_min_fresh; /* RFC 9111 §5.2.1.3 */
+        set_first_valid(&has, &cc->min_fresh, d);
+        cc->has_min_fresh = has;
+    }
+    /* RFC 9111 §5.2.3: unknown directives are ignored */
+}
+
+/* First list element of a comma-separated field value (no quoted-strings), OWS trimmed. @return the rest */
+static const char *next_list_element(const char *p, const char *end, const char **el, size_t *el_len)
+{
+    const char *comma = memchr(p, ',', end - p), *e = comma != NULL ? comma : end;
+    while (p < e && is_ows(*p))
+        ++p;
+    const char *last = e;
+    while (last > p && is_ows(last[-1]))
+        --last;
+    *el = p;
+    *el_len = last - p;
+    return comma != NULL ? comma + 1 : end;
+}
+
+static h2o_iovec_t trim_ows(const char *s, size_t len)
+{
+    while (len > 0 && is_ows(*s)) {
+        ++s;
+        --len;
+    }
+    while (len > 0 && is_ows(s[len - 1]))
+        --len;
+    return h2o_iovec_init(s, len);
+}
+
+static void init_c_locale(void)
+{
+    c_locale = newlocale(LC_ALL_MASK, "C", (locale_t)0);
+}
+
+static void put_digits(char *dst, int v, int n)
+{
+    while (n-- > 0) {
+        dst[n] = '0' + v % 10;
+        v /= 10;
+    }
+}
+
+void edge_cc_parse(edge_cc_t *cc, const char *value, size_t len)
+{
+    const char *p = value, *end = value + len;
+
+    /* Cache-Control = #cache-directive (RFC 9111 §5.2); cache-directive = token [ "=" ( token / quoted-string ) ].
+     * Empty list elements are allowed and ignored (RFC 9110 §5.6.1.2). */
+    for (;;) {
+        while (p < end && (is_ows(*p) || *p == ','))
+            ++p;
+        if (p == end)
+            break;
+
+        struct st_directive_t d = {p, 0, 0, 1, NULL, 0};
+        while (p < end && is_tchar(*p))
+            ++p;
+        d.name_len = p - d.name;
+        if (d.name_len == 0) {
+            p = skip_element(p, end); /* not a directive at all */
+            continue;
+        }
+        /* RFC 9111 §5.2 has no whitespace around '='; accepting it costs nothing and misreads nothing */
+        const char *q = p;
+        while (q < end && is_ows(*q))
+            ++q;
+        if (q < end && *q == '=') {
+            d.has_arg = 1;
+            for (p = q + 1; p < end && is_ows(*p); ++p)
+                ;
+            if (p < end && *p == '"') {
+                /* quoted-string (RFC 9110 §5.6.4); both forms are accepted for every directive (RFC 9111 §5.2) */
+                d.arg = ++p;
+                while (p < end && *p != '"') {
+                    if (*p == '\\' && p + 1 < end)
+                        ++p;
+                    ++p;
+                }
+                d.arg_len = p - d.arg;
+                if (p == end)
+                    d.well_formed = 0; /* unterminated */
+                else
+                    ++p;
+            } else {
+                d.arg = p;
+                while (p < end && is_tchar(*p))
+                    ++p;
+                d.arg_len = p - d.arg;
+                if (d.arg_len == 0)
+                    d.well_formed = 0; /* "max-age=" */
+            }
+        }
+        while (p < end && is_ows(*p))
+            ++p;
+        if (p < end && *p != ',') {
+            d.well_formed = 0; /* trailing garbage: "max-age=60 30", "max-age=60;x" */
+            p = skip_element(p, end);
+        }
+        apply_directive(cc, &d);
+    }
+}
+
+int edge_http_date_parse_at(const char *s, size_t len, int64_t now, int64_t *t)
+{
+    /* RFC 9110 §5.6.7: HTTP-date = IMF-fixdate / obs-date (rfc850-date / asctime-date). strptime matches
+     * day and month names case-insensitively, which is the robustness that section encourages. */
+    static const char *const formats[] = {
+        "%a, %d %b %Y %H:%M:%S GMT", /* IMF-fixdate: Sun, 06 Nov 1994 08:49:37 GMT */
+        "%A, %d-%b-%y %H:%M:%S GMT", /* rfc850-date: Sunday, 06-Nov-94 08:49:37 GMT */
+        "%a %b %e %H:%M:%S %Y",      /* asctime-date: Sun Nov  6 08:49:37 1994 */
+    };
+    char buf[64];
+    if (len == 0 || len >= sizeof(buf) || memchr(s, '\0', len) != NULL)
+        return -1;
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+
+    pthread_once(&c_locale_once, init_c_locale);
+    for (size_t i = 0; i != sizeof(formats) / sizeof(formats[0]); ++i) {
+        struct tm tm = {0};
+        const char *rest = c_locale != (locale_t)0 ? strptime_l(buf, formats[i], &tm, c_locale) : strptime(buf, formats[i], &tm);
+        if (rest == NULL || *rest != '\0')
+            continue;
+        if (i == 1) {
+            /* RFC 9110 §5.6.7: a two-digit year that appears more than 50 years in the future is the most recent
+             * past year with the same last two digits. */
+            time_t now_t = (time_t)now;
+            struct tm now_tm;
+            if (gmtime_r(&now_t, &now_tm) == NULL)
+                return -1;
+            int cur = now_tm.tm_year + 1900, yy = tm.tm_year % 100;
+            int full_year = cur - cur % 100 + yy;
+            if (full_year > cur + 50)
+                full_year -= 100;
+            else if (full_year + 100 <= cur + 50)
+                full_year += 100;
+            tm.tm_year = full_year - 1900;
+        }
+        /* timegm normalizes impossible dates ("31 Feb" -> 3 Mar): refuse them by checking the round trip. A leap
+         * second (:60) is allowed and simply rolls over. */
+        int sec = tm.tm_sec, mday = tm.tm_mday, mon = tm.tm_mon, year = tm.tm_year;
+        if (sec > 60)
+            return -1;
+        tm.tm_sec = 0;
+        time_t base = timegm(&tm);
+        if (base == (time_t)-1 || tm.tm_mday != mday || tm.tm_mon != mon || tm.tm_year != year)
+            return -1;
+        *t = (int64_t)base + sec;
+        return 0;
+    }
+    return -1;
+}
+
+int edge_http_date_parse(const char *s, size_t len, int64_t *t)
+{
+    return edge_http_date_parse_at(s, len, (int64_t)time(NULL), t);
+}
+
+void edge_http_date_format(int64_t t, char buf[30])
+{
+    static const char wdays[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    if (t < 0)
+        t = 0;
+    if (t > MAX_HTTP_DATE)
+        t = MAX_HTTP_DATE;
+    time_t tt = (time_t)t;
+    struct tm tm;
+    gmtime_r(&tt, &tm);
+    /* IMF-fixdate (RFC 9110 §5.6.7): "Sun, 06 Nov 1994 08:49:37 GMT" */
+    memcpy(buf, "Www, DD Mmm YYYY HH:MM:SS GMT", 30);
+    memcpy(buf, wdays[tm.tm_wday], 3);
+    put_digits(buf + 5, tm.tm_mday, 2);
+    memcpy(buf + 8, months[tm.tm_mon], 3);
+    put_digits(buf + 12, tm.tm_year + 1900, 4);
+    put_digits(buf + 17, tm.tm_hour, 2);
+    put_digits(buf + 20, tm.tm_min, 2);
+    put_digits(buf + 23, tm.tm_sec, 2);
+}
+
+const char *edge_verdict_detail(edge_verdict_t v)
+{
+    switch (v) {
+    case EDGE_VERDICT_STORE:
+        return "";
+    case EDGE_VERDICT_NO_STORE:
+        return "no-store";
+    case EDGE_VERDICT_PRIVATE:
+        return "private";
+    case EDGE_VERDICT_SET_COOKIE:
+        return "set-cookie";
+    case EDGE_VERDICT_NO_LIFETIME:
+        return "no-lifetime";
+    case EDGE_VERDICT_STATUS:
+        return "status";
+    case EDGE_VERDICT_VARY:
+        return "vary";
+    case EDGE_VERDICT_TOO_LARGE:
+        return "too-large";
+    case EDGE_VERDICT_TRUNCATED:
+        return "truncated";
+    case EDGE_VERDICT_AUTH:
+        return "auth";
+    case EDGE_VERDICT_ENCODED:
+        return "encoded";
+    }
+    return "";
+}
+
+void edge_response_facts_from_headers(edge_response_facts_t *f, int status, const h2o_header_t *headers, size_t num_headers,
+                                      int64_t content_length)
+{
+    int seen_date = 0, seen_expires = 0, seen_age = 0, seen_last_modified = 0;
+
+    memset(f, 0, sizeof(*f));
+    f->status = status;
+    f->content_length = content_length;
+
+    for (size_t i = 0; i != num_headers; ++i) {
+        const char *n = headers[i].name->base;
+        size_t nl = headers[i].name->len;
+        h2o_iovec_t v = trim_ows(headers[i].value.base, headers[i].value.len);
+        int64_t x;
+
+        if (name_is(n, nl, "cache-control")) {
+            edge_cc_parse(&f->cc, v.base, v.len);
+        } else if (name_is(n, nl, "date")) {
+            /* first line only (RFC 9111 §4.2.1 for duplicates); an invalid Date is ignored and the edge's
+             * response time stands in (RFC 9110 §6.6.1) */
+            if (!seen_date++ && edge_http_date_parse(v.base, v.len, &x) == 0) {
+                f->has_date = 1;
+                f->date = x;
+            }
+        } else if (name_is(n, nl, "expires")) {
+            /* RFC 9111 §5.3: an invalid date, especially "0", means already expired */
+            if (!seen_expires++) {
+                f->has_expires = 1;
+                f->expires = edge_http_date_parse(v.base, v.len, &x) == 0 ? x : 0;
+            }
+        } else if (name_is(n, nl, "age")) {
+            /* RFC 9111 §5.1: delta-seconds; anything else is ignored */
+            if (!seen_age++ && parse_delta_seconds(v.base, v.len, &x) == 0) {
+                f->has_age = 1;
+                f->age = x;
+            }
+        } else if (name_is(n, nl, "last-modified")) {
+            if (!seen_last_modified++ && edge_http_date_parse(v.base, v.len, &x) == 0) {
+                f->has_last_modified = 1;
+                f->last_modified = x;
+            }
+        } else if (name_is(n, nl, "set-cookie")) {
+            f->has_set_cookie = 1;
+        } else if (name_is(n, nl, "vary")) {
+            /* RFC 9110 §12.5.5: Vary = #( "*" / field-name ), names case-insensitive */
+            const char *p = v.base, *end = v.base + v.len, *el;
+            size_t el_len;
+            while (p < end) {
+                p = next_list_element(p, end, &el, &el_len);
+                if (el_len == 0)
+                    continue;
+                if (el_len == 1 && el[0] == '*')
+                    f->vary_star = 1;
+                else if (name_is(el, el_len, "accept-encoding"))
+                    f->vary_accept_encoding = 1;
+                else
+                    f->vary_other = 1;
+            }
+        } else if (name_is(n, nl, "content-encoding")) {
+            /* RFC 9110 §8.4: Content-Encoding = #content-coding, case-insensitive; "identity" is no coding */
+            const char *p = v.base, *end = v.base + v.len, *el;
+            size_t el_len;
+            while (p < end) {
+                p = next_list_element(p, end, &el, &el_len);
+                if (el_len != 0 && !name_is(el, el_len, "identity"))
+                    f->encoded = 1;
+            }
+        }
+    }
+}
+
+edge_verdict_t edge_policy_storable(const edge_response_facts_t *f, int request_has_authorization, uint64_t max_object_size)
+{
+    /* RFC 9111 §3 "the response status code is final" and understood; this first step stores only statuses that
+     * are heuristically cacheable (RFC 9110 §15.1) minus 206 (ranges), 405, 414 and 501. */
+    switch (f->status) {
+    case 200:
+    case 203:
+    case 204:
+    case 300:
+    case 301:
+    case 308:
+    case 404:
+    case 410:
+        break;
+    default:
+        return EDGE_VERDICT_STATUS;
+    }
+    /* RFC 9111 §3 and §5.2.2.5; with must-understand a cache that understands the status code SHOULD ignore
+     * no-store (RFC 9111 §5.2.2.3), and the status check above is that understanding. */
+    if (f->cc.no_store && !f->cc.must_understand)
+        return EDGE_VERDICT_NO_STORE;
+    /* RFC 9111 §3: a shared cache must not store a private response (§5.2.2.7, qualified form included) */
+    if (f->cc.private_ || f->cc.private_has_fields)
+        return EDGE_VERDICT_PRIVATE;
+    /* RFC 9111 §3.5: a shared cache stores an answer to an authenticated request only with public, s-maxage or
+     * must-revalidate */
+    if (request_has_authorization && !(f->cc.public_ || f->cc.has_s_maxage || f->cc.must_revalidate))
+        return EDGE_VERDICT_AUTH;
+    /* Edge policy (not an RFC rule): a Set-Cookie response is per-user in practice; never share it. */
+    if (f->has_set_cookie)
+        return EDGE_VERDICT_SET_COOKIE;
+    /* RFC 9111 §4.1: "*" never matches; this step keys only on Accept-Encoding (handled by stored variants) */
+    if (f->vary_star || f->vary_other)
+        return EDGE_VERDICT_VARY;
+    if (f->encoded)
+        return EDGE_VERDICT_ENCODED;
+    if (f->content_length >= 0 && (uint64_t)f->content_length > max_object_size)
+        return EDGE_VERDICT_TOO_LARGE;
+    /* RFC 9111 §3: explicit freshness is required here, as heuristic freshness (§4.2.2) is not implemented */
+    if (!f->cc.has_s_maxage && !f->cc.has_max_age && !f->has_expires)
+        return EDGE_VERDICT_NO_LIFETIME;
+    return EDGE_VERDICT_STORE;
+}
+
+int64_t edge_freshness_lifetime(const edge_response_facts_t *f, int64_t response_time)
+{
+    /* RFC 9111 §4.2.1, in this order, for a shared cache */
+    if (f->cc.has_s_maxage)
+        return f->cc.s_maxage;
+    if (f->cc.has_max_age)
+        return f->cc.max_age;
+    if (f->has_expires) {
+        /* "the Expires header field value minus the value of the Date header field"; a cache that receives no
+         * Date uses its own receipt time (RFC 9110 §6.6.1) */
+        int64_t lifetime = f->expires - (f->has_date ? f->date : response_time);
+        return lifetime < 0 ? 0 : lifetime;
+    }
+    return -1;
+}
+
+int64_t edge_initial_age(const edge_response_facts_t *f, int64_t request_time, int64_t response_time)
+{
+    /* RFC 9111 §4.2.3:
+     *   apparent_age = max(0, response_time - date_value);
+     *   response_delay = response_time - request_time;
+     *   corrected_age_value = age_value + response_delay;
+     *   corrected_initial_age = max(apparent_age, corrected_age_value);
+     * A negative response_delay (edge clock stepped back) is taken as 0 so that it cannot hide an Age. */
+    int64_t apparent_age = 0, response_delay = response_time - request_time;
+    if (f->has_date && response_time > f->date)
+        apparent_age = response_time - f->date;
+    if (response_delay < 0)
+        response_delay = 0;
+    int64_t corrected_age_value = (f->has_age ? f->age : 0) + response_delay;
+    return apparent_age > corrected_age_value ? apparent_age : corrected_age_value;
+}
+
+int64_t edge_current_age(int64_t initial_age, int64_t response_time, int64_t now)
+{
+    /* RFC 9111 §4.2.3: resident_time = now - response_time; current_age = corrected_initial_age + resident_time */
+    int64_t resident_time = now - response_time;
+    return initial_age + (resident_time > 0 ? resident_time : 0);
+}
+
+int edge_method_is_cacheable(h2o_iovec_t method)
+{
+    /* RFC 9110 §9.2.3: GET and HEAD are the cacheable methods this edge stores (POST responses are not reused) */
+    return h2o_memis(method.base, method.len, H2O_STRLIT("GET")) || h2o_memis(method.base, method.len, H2O_STRLIT("HEAD"));
+}
+
+int edge_method_is_unsafe(h2o_iovec_t method)
+{
+    /* RFC 9110 §9.2.1: GET, HEAD, OPTIONS and TRACE are safe; RFC 9111 §4.4 invalidates on the others */
+    return !(h2o_memis(method.base, method.len, H2O_STRLIT("GET")) || h2o_memis(method.base, method.len, H2O_STRLIT("HEAD")) ||
+             h2o_memis(method.base, method.len, H2O_STRLIT("OPTIONS")) || h2o_memis(method.base, method.len, H2O_STRLIT("TRACE")));
+}

@@ -1,0 +1,55 @@
+/*
+ * edge/edge.h: the process runtime shared by main, the request handler and the admin handlers.
+ *
+ * Lifetimes: the runtime is built in main before the worker threads start and is read-only while
+ * they run (counters excepted, which are atomics). Each worker thread owns one edge_thread_t: its
+ * event loop, h2o context, origin context and per-loop timers; only that thread touches it, except
+ * `store_receiver`, which the store's writer thread posts completion messages to.
+ */
+#ifndef EDGE_EDGE_H
+#define EDGE_EDGE_H
+
+#define H2O_USE_LIBUV 0
+#include <pthread.h>
+#include "h2o.h"
+#include "conf/config.h"
+#include "edge/store.h"
+#include "origin/origin.h"
+
+typedef struct st_edge_runtime_t {
+    const conf_t *conf;
+    edge_store_t *store;
+    origin_t *origin;
+    h2o_globalconf_t globalconf;
+} edge_runtime_t;
+
+typedef struct st_edge_thread_t {
+    unsigned index;
+    edge_runtime_t *rt;
+    h2o_evloop_t *loop;
+    h2o_context_t ctx;
+    origin_ctx_t *origin;
+    h2o_multithread_receiver_t store_receiver; /* completions of this thread's store ops */
+    h2o_timeout_t write_timeout;               /* the write watchdog (h2o 2.2.5 has none) */
+    size_t inflight_requests;                  /* requests taken by our handlers and not yet disposed */
+    size_t live_fills;                         /* fills owned by this thread (origin side or ops pending) */
+} edge_thread_t;
+
+/** The worker thread the caller runs on (set by main before the thread's loop starts). */
+extern __thread edge_thread_t *edge_this_thread;
+
+/**
+ * Registers the caching proxy handler on a path (hit / miss / pass).
+ * The runtime must outlive every context.
+ */
+void edge_handler_register(h2o_pathconf_t *pathconf, edge_runtime_t *rt);
+
+/** Registers the admin endpoints (/healthz, /metrics) on the admin host's paths. */
+void edge_admin_register(h2o_hostconf_t *hostconf, edge_runtime_t *rt);
+
+/** Sets up this thread's handler state (store receiver, watchdog timer). Call after h2o_context_init. */
+void edge_handler_thread_init(edge_thread_t *th);
+/** Tears it down (after every request and fill of the thread has finished). */
+void edge_handler_thread_dispose(edge_thread_t *th);
+
+#endif

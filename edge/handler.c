@@ -1,0 +1,950 @@
+/*
+ * edge/handler.c: the caching proxy handler: hit, miss (fill), pass.
+ *
+ * Objects and their owners:
+ * - A *fill* (struct st_fill_t) is one origin response on its way to clients and, when storable,
+ *   into the store. It lives on the thread that started it and is touched only there. It is
+ *   refcounted: one reference for the origin side while the fetch is live, one per attached
+ *   client, one per store op in flight. When the last goes, a fill that submitted chunks but never
+ *   committed submits an ABORT so the writer deletes them.
+ * - The body is kept as fixed-size chunks (EDGE_STORE_CHUNK_SIZE). A chunk stays in memory while
+ *   it is filling, while its store op is in flight, while a client's send points into it, and
+ *   (when not storing) until every client has passed it. A committed chunk is dropped from memory;
+ *   a client that reaches it later reads it from LMDB. So a slow client never paces the fill (the
+ *   store holds what it has not read yet) and a fill never holds more than MAX_MEM_CHUNKS chunks:
+ *   beyond that the origin is paused until the writer catches up (or, passing, the client).
+ * - A *reader* (struct st_reader_t) is one client response, allocated in req->pool with a
+ *   disposer, so it is released on every path (final send, error, client gone). It reads either a
+ *   stored object through one read transaction (a hit) or a live fill (a miss or a pass). Rules of
+ *   h2o 2.2.5 it obeys (shared/H2O-2.2.5.md §4, §7): one outstanding h2o_send; never an empty
+ *   IN_PROGRESS send; nothing touched after a FINAL/ERROR send (h1 may dispose the request inside
+ *   it); bytes given to h2o stay valid until proceed or dispose.
+ * - Store op completions arrive on the writer thread and are posted to the owning thread's
+ *   store_receiver, where they update the fill.
+ */
+#define H2O_USE_LIBUV 0
+#include <arpa/inet.h>
+#include <assert.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include "h2o.h"
+#include "edge/cache_key.h"
+#include "edge/cache_policy.h"
+#include "edge/edge.h"
+#include "edge/metrics.h"
+#include "edge/object.h"
+
+#ifndef EDGE_FILL_MAX_MEM_CHUNKS
+#define EDGE_FILL_MAX_MEM_CHUNKS 8 /* per fill: 512 KiB with 64 KiB chunks */
+#endif
+
+__thread edge_thread_t *edge_this_thread;
+
+struct st_edge_handler_t {
+    h2o_handler_t super;
+    edge_runtime_t *rt;
+};
+
+struct st_fill_t;
+
+/* A store completion posted from the writer thread to the owner's loop. */
+struct st_store_msg_t {
+    h2o_multithread_message_t super;
+    int is_commit;
+    int result;
+};
+
+struct st_chunk_t {
+    struct st_fill_t *fill;
+    uint32_t index;
+    size_t len;
+    unsigned client_refs; /* sends of clients pointing into buf */
+    unsigned op_pending : 1, committed : 1, submitted : 1;
+    edge_store_op_t op;
+    struct st_store_msg_t msg;
+    char buf[EDGE_STORE_CHUNK_SIZE];
+};
+
+enum fill_mode { FILL_CACHE, FILL_PASS };
+
+struct st_fill_t {
+    edge_thread_t *thread;
+    unsigned refcnt;
+    enum fill_mode mode;
+    origin_fetch_t *fetch; /* NULL once the origin side ended */
+    h2o_mem_pool_t pool;   /* the response head and key */
+    h2o_iovec_t key;
+    uint8_t hash[EDGE_STORE_HASH_LEN];
+    int stale_present;     /* a stale object was found: Cache-Status says fwd=stale */
+    int head_received;
+    int status;
+    h2o_iovec_t reason;
+    h2o_header_t *headers;
+    size_t num_headers;
+    origin_framing_t framing;
+    int64_t content_length;
+    int64_t request_time, response_time, initial_age, lifetime;
+    const char *cache_status; /* the member sent to this fill's clients */
+    /* storing */
+    int storing;          /* headed for the store */
+    int store_failed;     /* counted already */
+    int commit_submitted, committed_ok;
+    uint64_t fill_id;
+    unsigned ops_in_flight;
+    edge_store_op_t commit_op;
+    struct st_store_msg_t commit_msg;
+    h2o_iovec_t commit_blob;
+    /* body */
+    struct st_chunk_t **chunks; /* index -> chunk in memory, or NULL when dropped */
+    size_t num_chunks, cap_chunks;
+    size_t mem_lo;              /* no chunk below this index is in memory */
+    size_t mem_chunks;
+    uint64_t bytes;             /* body bytes received */
+    int origin_ended;
+    int origin_err;
+    int paused;
+    h2o_linklist_t readers;
+};
+
+struct st_reader_t {
+    h2o_generator_t super;
+    h2o_req_t *req;
+    h2o_linklist_t link;        /* in fill->readers */
+    struct st_fill_t *fill;     /* live source, or NULL for a stored object */
+    edge_store_txn_t *txn;      /* stored source, or a fill's committed chunks */
+    uint64_t fill_id;
+    uint64_t body_size;         /* stored objects */
+    uint32_t num_chunks;
+    uint64_t pos;               /* body bytes handed to h2o so far */
+    struct st_chunk_t *held;    /* chunk the outstanding send points into */
+    unsigned is_head : 1, sending : 1, waiting : 1, started : 1, finished : 1;
+    h2o_timeout_entry_t watchdog;
+};
+
+/* --- small helpers --- */
+
+static int64_t now_sec(void)
+{
+    return (int64_t)time(NULL);
+}
+
+static const char *status_reason(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 203: return "Non-Authoritative Information";
+    case 204: return "No Content";
+    case 206: return "Partial Content";
+    case 300: return "Multiple Choices";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 410: return "Gone";
+    case 413: return "Payload Too Large";
+    case 429: return "Too Many Requests";
+    case 500: return "Internal Server Error";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return "Unknown";
+    }
+}
+
+static void add_cache_status(h2o_req_t *req, const char *value)
+{
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("cache-status"), 0, NULL, value, strlen(value));
+}
+
+static void add_age(h2o_req_t *req, int64_t age)
+{
+    char *buf = h2o_mem_alloc_pool(&req->pool, 24);
+    int n = snprintf(buf, 24, "%" PRId64, age < 0 ? 0 : age);
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_AGE, NULL, buf, (size_t)n);
+}
+
+/* Copies a stored or received header to the response, minus what h2o writes itself (Date) and what
+ * the cache recomputes (Age). */
+static void copy_response_headers(h2o_req_t *req, const h2o_header_t *headers, size_t num, int drop_age)
+{
+    for (size_t i = 0; i != num; ++i) {
+        const h2o_header_t *h = headers + i;
+        if (h->name == &H2O_TOKEN_DATE->buf || (drop_age && h->name == &H2O_TOKEN_AGE->buf))
+            continue;
+        if (h2o_iovec_is_token(h->name)) {
+            h2o_add_header(&req->pool, &req->res.headers, (const h2o_token_t *)h->name, h->orig_name, h->value.base,
+                           h->value.len);
+        } else {
+            h2o_add_header_by_str(&req->pool, &req->res.headers, h->name->base, h->name->len, 0, h->orig_name,
+                                  h->value.base, h->value.len);
+        }
+    }
+}
+
+static void send_error(h2o_req_t *req, int status, const char *cache_status, const char *body)
+{
+    EDGE_METRIC_ADD(req_error, 1);
+    if (cache_status != NULL)
+        add_cache_status(req, cache_status);
+    h2o_send_error_generic(req, status, status_reason(status), body, H2O_SEND_ERROR_KEEP_HEADERS);
+}
+
+/* --- fills --- */
+
+static void fill_unref(struct st_fill_t *fill);
+static void reader_pump(struct st_reader_t *reader);
+static void on_chunk_done(edge_store_op_t *op, int result);
+static void on_commit_done(edge_store_op_t *op, int result);
+static void on_abort_done(edge_store_op_t *op, int result);
+
+static struct st_fill_t *fill_new(edge_thread_t *th, enum fill_mode mode)
+{
+    struct st_fill_t *fill = h2o_mem_alloc(sizeof(*fill));
+    memset(fill, 0, sizeof(*fill));
+    fill->thread = th;
+    fill->refcnt = 1; /* the origin side */
+    fill->mode = mode;
+    h2o_mem_init_pool(&fill->pool);
+    h2o_linklist_init_anchor(&fill->readers);
+    fill->content_length = -1;
+    ++th->live_fills;
+    return fill;
+}
+
+static void fill_destroy(struct st_fill_t *fill)
+{
+    assert(h2o_linklist_is_empty(&fill->readers));
+    assert(fill->ops_in_flight == 0);
+    if (fill->fill_id != 0 && !fill->committed_ok && fill->num_chunks != 0) {
+        /* chunks may be in the store: the writer deletes them (the op outlives the fill) */
+        edge_store_op_t *op = h2o_mem_alloc(sizeof(*op));
+        memset(op, 0, sizeof(*op));
+        op->kind = EDGE_STORE_OP_ABORT;
+        op->fill_id = fill->fill_id;
+        op->on_done = on_abort_done;
+        edge_store_submit(fill->thread->rt->store, op);
+    }
+    for (size_t i = fill->mem_lo; i < fill->num_chunks; ++i)
+        free(fill->chunks[i]);
+    free(fill->chunks);
+    h2o_mem_clear_pool(&fill->pool);
+    --fill->thread->live_fills;
+    free(fill);
+}
+
+static void fill_unref(struct st_fill_t *fill)
+{
+    assert(fill->refcnt > 0);
+    if (--fill->refcnt == 0)
+        fill_destroy(fill);
+}
+
+/* Stops storing a fill (too large, store failure, origin error). Chunks already submitted are
+ * deleted by the ABORT submitted when the fill is destroyed. */
+static void fill_stop_storing(struct st_fill_t *fill, uint64_t *counter)
+{
+    if (!fill->storing)
+        return;
+    fill->storing = 0;
+    if (counter != NULL)
+        __atomic_fetch_add(counter, 1, __ATOMIC_RELAXED);
+}
+
+/* Drops chunks that nobody needs in memory any more and resumes the origin when below the bound. */
+static void fill_gc(struct st_fill_t *fill)
+{
+    /* the lowest position of any reader still attached */
+    uint64_t min_pos = UINT64_MAX;
+    for (h2o_linklist_t *l = fill->readers.next; l != &fill->readers; l = l->next) {
+        struct st_reader_t *r = H2O_STRUCT_FROM_MEMBER(struct st_reader_t, link, l);
+        if (r->pos < min_pos)
+            min_pos = r->pos;
+    }
+    for (size_t i = fill->mem_lo; i < fill->num_chunks; ++i) {
+        struct st_chunk_t *c = fill->chunks[i];
+        if (c == NULL)
+            continue;
+        int full = c->len == EDGE_STORE_CHUNK_SIZE || (fill->origin_ended && i + 1 == fill->num_chunks);
+        uint64_t chunk_end = (uint64_t)i * EDGE_STORE_CHUNK_SIZE + c->len;
+        int passed = min_pos == UINT64_MAX || min_pos >= chunk_end;
+        if (!full || c->client_refs != 0 || c->op_pending)
+            continue;
+        if (!(c->committed || passed))
+            continue;
+        free(c);
+        fill->chunks[i] = NULL;
+        --fill->mem_chunks;
+    }
+    while (fill->mem_lo < fill->num_chunks && fill->chunks[fill->mem_lo] == NULL)
+        ++fill->mem_lo;
+    if (fill->paused && fill->fetch != NULL && fill->mem_chunks < EDGE_FILL_MAX_MEM_CHUNKS) {
+        fill->paused = 0;
+        origin_fetch_resume(fill->fetch);
+    }
+}
+
+static void submit_chunk(struct st_fill_t *fill, struct st_chunk_t *c)
+{
+    assert(!c->submitted);
+    c->submitted = 1;
+    c->op_pending = 1;
+    c->op.kind = EDGE_STORE_OP_CHUNK;
+    c->op.fill_id = fill->fill_id;
+    c->op.chunk_index = c->index;
+    c->op.data = c->buf;
+    c->op.len = c->len;
+    c->op.on_done = on_chunk_done;
+    ++fill->ops_in_flight;
+    ++fill->refcnt;
+    edge_store_submit(fill->thread->rt->store, &c->op);
+}
+
+static void wake_readers(struct st_fill_t *fill)
+{
+    ++fill->refcnt; /* a reader's final send may dispose it, and with it the last reference */
+    h2o_linklist_t *l = fill->readers.next;
+    while (l != &fill->readers) {
+        struct st_reader_t *r = H2O_STRUCT_FROM_MEMBER(struct st_reader_t, link, l);
+        l = l->next;
+        if (r->waiting && r->started) {
+            r->waiting = 0;
+            reader_pump(r);
+        }
+    }
+    fill_unref(fill);
+}
+
+/* --- store completions --- */
+
+/* Writer thread: hand the completion to the fill's own loop. */
+static void on_chunk_done(edge_store_op_t *op, int result)
+{
+    struct st_chunk_t *c = H2O_STRUCT_FROM_MEMBER(struct st_chunk_t, op, op);
+    c->msg.is_commit = 0;
+    c->msg.result = result;
+    h2o_multithread_send_message(&c->fill->thread->store_receiver, &c->msg.super);
+}
+
+static void on_commit_done(edge_store_op_t *op, int result)
+{
+    struct st_fill_t *fill = H2O_STRUCT_FROM_MEMBER(struct st_fill_t, commit_op, op);
+    fill->commit_msg.is_commit = 1;
+    fill->commit_msg.result = result;
+    h2o_multithread_send_message(&fill->thread->store_receiver, &fill->commit_msg.super);
+}
+
+static void on_abort_done(edge_store_op_t *op, int result)
+{
+    if (result != 0 && result != EDGE_STORE_ECLOSED)
+        EDGE_METRIC_ADD(store_errors, 1);
+    free(op);
+}
+
+static void count_store_failure(struct st_fill_t *fill, int result)
+{
+    if (fill->store_failed)
+        return;
+    fill->store_failed = 1;
+    if (result == EDGE_STORE_EFULL)
+        EDGE_METRIC_ADD(fills_dropped, 1);
+    else
+        EDGE_METRIC_ADD(store_errors, 1);
+}
+
+/* Owner's loop: a chunk or commit op of one of its fills completed. */
+static void on_store_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+{
+    while (!h2o_linklist_is_empty(messages)) {
+        struct st_store_msg_t *msg = H2O_STRUCT_FROM_MEMBER(struct st_store_msg_t, super.link, messages->next);
+        h2o_linklist_unlink(&msg->super.link);
+        struct st_fill_t *fill;
+        if (msg->is_commit) {
+            fill = H2O_STRUCT_FROM_MEMBER(struct st_fill_t, commit_msg, msg);
+            if (msg->result == 0) {
+                fill->committed_ok = 1;
+                EDGE_METRIC_ADD(fills_stored, 1);
+            } else {
+                fprintf(stderr, "edge/store: STORE_ERR commit fill=%" PRIu64 " result=%s\n", fill->fill_id,
+                                 edge_store_strerror(msg->result));
+                count_store_failure(fill, msg->result);
+            }
+        } else {
+            struct st_chunk_t *c = H2O_STRUCT_FROM_MEMBER(struct st_chunk_t, msg, msg);
+            fill = c->fill;
+            c->op_pending = 0;
+            if (msg->result == 0) {
+                c->committed = 1;
+            } else {
+                if (!fill->store_failed)
+                    fprintf(stderr, "edge/store: STORE_ERR chunk fill=%" PRIu64 " result=%s\n", fill->fill_id,
+                                     edge_store_strerror(msg->result));
+                count_store_failure(fill, msg->result);
+                /* readers cannot fall back on the store for this fill any more: keep chunks until passed */
+                fill_stop_storing(fill, NULL);
+            }
+        }
+        --fill->ops_in_flight;
+        fill_gc(fill);
+        fill_unref(fill);
+    }
+}
+
+/* --- origin side of a fill --- */
+
+static int request_has_authorization(h2o_req_t *req)
+{
+    return h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1) != -1;
+}
+
+static void reader_respond_head(struct st_reader_t *reader);
+static void reader_detach(struct st_reader_t *reader);
+
+static void on_origin_head(origin_fetch_t *fetch, void *data, const origin_response_t *res)
+{
+    struct st_fill_t *fill = data;
+    edge_runtime_t *rt = fill->thread->rt;
+
+    fill->head_received = 1;
+    fill->response_time = now_sec();
+    fill->status = res->status;
+    fill->reason = h2o_strdup(&fill->pool, res->reason.base, res->reason.len);
+    fill->framing = res->framing;
+    fill->content_length = res->content_length;
+    fill->num_headers = res->num_headers;
+    fill->headers = h2o_mem_alloc_pool(&fill->pool, sizeof(h2o_header_t) * (res->num_headers + 1));
+    for (size_t i = 0; i != res->num_headers; ++i) {
+        const h2o_header_t *src = res->headers + i;
+        h2o_header_t *dst = fill->headers + i;
+        if (h2o_iovec_is_token(src->name)) {
+            dst->name = src->name;
+        } else {
+            dst->name = h2o_mem_alloc_pool(&fill->pool, sizeof(*dst->name));
+            *dst->name = h2o_strdup(&fill->pool, src->name->base, src->name->len);
+        }
+        dst->orig_name = src->orig_name != NULL ? h2o_strdup(&fill->pool, src->orig_name, src->name->len).base : NULL;
+        dst->value = h2o_strdup(&fill->pool, src->value.base, src->value.len);
+    }
+
+    if (fill->mode == FILL_CACHE) {
+        edge_response_facts_t facts;
+        edge_response_facts_from_headers(&facts, fill->status, fill->headers, fill->num_headers, fill->content_length);
+        /* the first reader's request decides the Authorization rule (RFC 9111 §3.5) */
+        int auth = 0;
+        if (!h2o_linklist_is_empty(&fill->readers))
+            auth = request_has_authorization(
+                H2O_STRUCT_FROM_MEMBER(struct st_reader_t, link, fill->readers.next)->req);
+        edge_verdict_t verdict = edge_policy_storable(&facts, auth, rt->conf->cache.max_object_size_bytes);
+        /* a body whose end cannot be proved is never stored (RFC 9112 §6.3: close-delimited) */
+        if (verdict == EDGE_VERDICT_STORE && fill->framing == ORIGIN_FRAMING_CLOSE)
+            verdict = EDGE_VERDICT_TRUNCATED;
+        fill->initial_age = edge_initial_age(&facts, fill->request_time, fill->response_time);
+        fill->lifetime = edge_freshness_lifetime(&facts, fill->response_time);
+        const char *fwd = fill->stale_present ? "stale" : "miss";
+        if (verdict == EDGE_VERDICT_STORE) {
+            fill->storing = 1;
+            fill->fill_id = edge_store_new_fill_id(rt->store);
+            fill->cache_status = h2o_concat(&fill->pool, h2o_iovec_init(H2O_STRLIT("cdn-edge; fwd=")),
+                                            h2o_iovec_init(fwd, strlen(fwd)), h2o_iovec_init(H2O_STRLIT("; stored")))
+                                     .base;
+        } else {
+            const char *detail = edge_verdict_detail(verdict);
+            EDGE_METRIC_ADD(fills_unstored, 1);
+            fill->cache_status =
+                h2o_concat(&fill->pool, h2o_iovec_init(H2O_STRLIT("cdn-edge; fwd=")), h2o_iovec_init(fwd, strlen(fwd)),
+                           h2o_iovec_init(H2O_STRLIT("; detail=")), h2o_iovec_init(detail, strlen(detail)))
+                    .base;
+        }
+    }
+
+    ++fill->refcnt;
+    h2o_linklist_t *l = fill->readers.next;
+    while (l != &fill->readers) {
+        struct st_reader_t *r = H2O_STRUCT_FROM_MEMBER(struct st_reader_t, link, l);
+        l = l->next;
+        reader_respond_head(r);
+    }
+    if (h2o_linklist_is_empty(&fill->readers) && !fill->storing && fill->fetch != NULL) {
+        /* nobody to serve and nothing to store */
+        origin_fetch_cancel(fill->fetch);
+        fill->fetch = NULL;
+        fill->origin_ended = 1;
+        fill->origin_err = ORIGIN_ERESET;
+        fill_unref(fill); /* the origin side */
+    }
+    fill_unref(fill);
+}
+
+static struct st_chunk_t *new_chunk(struct st_fill_t *fill)
+{
+    if (fill->num_chunks == fill->cap_chunks) {
+        fill->cap_chunks = fill->cap_chunks == 0 ? 16 : fill->cap_chunks * 2;
+        fill->chunks = h2o_mem_realloc(fill->chunks, sizeof(*fill->chunks) * fill->cap_chunks);
+    }
+    struct st_chunk_t *c = h2o_mem_alloc(sizeof(*c));
+    memset(c, 0, offsetof(struct st_chunk_t, buf));
+    c->fill = fill;
+    c->index = (uint32_t)fill->num_chunks;
+    fill->chunks[fill->num_chunks++] = c;
+    ++fill->mem_chunks;
+    return c;
+}
+
+static void on_origin_body(origin_fetch_t *fetch, void *data, const char *bytes, size_t len)
+{
+    struct st_fill_t *fill = data;
+    uint64_t max_object = fill->thread->rt->conf->cache.max_object_size_bytes;
+
+    if (fill->storing && fill->bytes + len > max_object) {
+        /* an unannounced length went over the bound: pass the rest through */
+        fill_stop_storing(fill, NULL);
+        EDGE_METRIC_ADD(fills_unstored, 1);
+    }
+    while (len != 0) {
+        struct st_chunk_t *c = fill->num_chunks != 0 ? fill->chunks[fill->num_chunks - 1] : NULL;
+        if (c == NULL || c->len == EDGE_STORE_CHUNK_SIZE)
+            c = new_chunk(fill);
+        size_t n = EDGE_STORE_CHUNK_SIZE - c->len;
+        if (n > len)
+            n = len;
+        memcpy(c->buf + c->len, bytes, n);
+        c->len += n;
+        bytes += n;
+        len -= n;
+        fill->bytes += n;
+        if (c->len == EDGE_STORE_CHUNK_SIZE && fill->storing)
+            submit_chunk(fill, c);
+    }
+    wake_readers(fill);
+    fill_gc(fill);
+    if (fill->fetch != NULL && !fill->paused && fill->mem_chunks >= EDGE_FILL_MAX_MEM_CHUNKS) {
+        fill->paused = 1;
+        origin_fetch_pause(fill->fetch);
+    }
+}
+
+static void on_origin_end(origin_fetch_t *fetch, void *data, int err)
+{
+    struct st_fill_t *fill = data;
+
+    fill->fetch = NULL;
+    fill->origin_ended = 1;
+    fill->origin_err = err;
+    if (err != 0) {
+        fprintf(stderr, "edge/handler: ORIGIN_ERR key=%.*s err=\"%s\"\n", (int)fill->key.len, fill->key.base,
+                         origin_strerror(err));
+        if (fill->storing) {
+            fill_stop_storing(fill, NULL);
+            EDGE_METRIC_ADD(fills_aborted, 1);
+        }
+    } else if (fill->storing) {
+        /* the last, partial chunk, then the record: the object exists from this commit on */
+        if (fill->num_chunks != 0 && !fill->chunks[fill->num_chunks - 1]->submitted)
+            submit_chunk(fill, fill->chunks[fill->num_chunks - 1]);
+        edge_object_t obj = {fill->status,      fill->request_time, fill->response_time, fill->initial_age,
+                             fill->lifetime < 0 ? 0 : fill->lifetime, fill->headers, fill->num_headers};
+        fill->commit_blob = edge_object_encode(&fill->pool, &obj);
+        fill->commit_op.kind = EDGE_STORE_OP_COMMIT;
+        fill->commit_op.fill_id = fill->fill_id;
+        fill->commit_op.data = fill->commit_blob.base;
+        fill->commit_op.len = fill->commit_blob.len;
+        memcpy(fill->commit_op.hash, fill->hash, EDGE_STORE_HASH_LEN);
+        fill->commit_op.key = fill->key.base;
+        fill->commit_op.key_len = fill->key.len;
+        fill->commit_op.body_size = fill->bytes;
+        fill->commit_op.num_chunks = (uint32_t)fill->num_chunks;
+        fill->commit_op.on_done = on_commit_done;
+        fill->commit_submitted = 1;
+        ++fill->ops_in_flight;
+        ++fill->refcnt;
+        edge_store_submit(fill->thread->rt->store, &fill->commit_op);
+    }
+
+    ++fill->refcnt;
+    h2o_linklist_t *l = fill->readers.next;
+    while (l != &fill->readers) {
+        struct st_reader_t *r = H2O_STRUCT_FROM_MEMBER(struct st_reader_t, link, l);
+        l = l->next;
+        if (!fill->head_received) {
+            /* nothing was sent yet: a clean error status */
+            h2o_req_t *req = r->req;
+            const char *cs = fill->mode == FILL_PASS ? fill->cache_status : "cdn-edge; fwd=miss; detail=origin-error";
+            r->finished = 1;
+            reader_detach(r);
+            h2o_req_log_error(req, "edge/handler", "origin: %s", origin_strerror(err));
+            send_error(req, origin_error_status(err), cs, origin_strerror(err));
+        } else if (r->waiting && r->started) {
+            r->waiting = 0;
+            reader_pump(r);
+        }
+    }
+    fill_gc(fill);
+    fill_unref(fill);
+    fill_unref(fill); /* the origin side */
+}
+
+static const origin_callbacks_t fill_callbacks = {on_origin_head, on_origin_body, on_origin_end};
+
+/* --- readers (client responses) --- */
+
+static void on_watchdog(h2o_timeout_entry_t *entry)
+{
+    struct st_reader_t *reader = H2O_STRUCT_FROM_MEMBER(struct st_reader_t, watchdog, entry);
+    h2o_socket_t *sock = reader->req->conn->callbacks->get_socket(reader->req->conn);
+    EDGE_METRIC_ADD(watchdog_closes, 1);
+    h2o_req_log_error(reader->req, "edge/handler", "client took no bytes for the write timeout; closing");
+    /* h2o tears the connection down cleanly on its next I/O (shared/H2O-2.2.5.md §4) */
+    if (sock != NULL)
+        shutdown(h2o_socket_get_fd(sock), SHUT_RDWR);
+}
+
+static void release_held(struct st_reader_t *reader)
+{
+    if (reader->held != NULL) {
+        --reader->held->client_refs;
+        reader->held = NULL;
+    }
+}
+
+static void reader_detach(struct st_reader_t *reader)
+{
+    struct st_fill_t *fill = reader->fill;
+    if (fill == NULL)
+        return;
+    release_held(reader);
+    reader->fill = NULL;
+    h2o_linklist_unlink(&reader->link);
+    if (h2o_linklist_is_empty(&fill->readers) && fill->fetch != NULL &&
+        (fill->mode == FILL_PASS || (fill->head_received && !fill->storing))) {
+        /* nobody left to serve and nothing to store: stop the origin */
+        origin_fetch_cancel(fill->fetch);
+        fill->fetch = NULL;
+        fill->origin_ended = 1;
+        fill->origin_err = ORIGIN_ERESET;
+        fill_unref(fill); /* the origin side */
+    }
+    fill_gc(fill);
+    fill_unref(fill);
+}
+
+static void on_reader_dispose(void *p)
+{
+    struct st_reader_t *reader = p;
+    h2o_timeout_unlink(&reader->watchdog);
+    reader_detach(reader);
+    if (reader->txn != NULL) {
+        edge_store_read_end(reader->txn);
+        reader->txn = NULL;
+    }
+    --edge_this_thread->inflight_requests;
+}
+
+static void do_send(struct st_reader_t *reader, h2o_iovec_t *buf, size_t bufcnt, h2o_send_state_t state)
+{
+    if (bufcnt != 0)
+        EDGE_METRIC_ADD(client_bytes, buf->len);
+    if (!h2o_timeout_is_linked(&reader->watchdog))
+        h2o_timeout_link(edge_this_thread->loop, &edge_this_thread->write_timeout, &reader->watchdog);
+    if (state == H2O_SEND_STATE_IN_PROGRESS) {
+        reader->sending = 1;
+    } else {
+        reader->finished = 1;
+        reader_detach(reader); /* before the send: the request may be disposed inside it */
+    }
+    h2o_send(reader->req, buf, bufcnt, state);
+}
+
+/* Sends the next piece of the body, or parks the reader until the fill has more. */
+static void reader_pump(struct st_reader_t *reader)
+{
+    struct st_fill_t *fill = reader->fill;
+    h2o_iovec_t buf;
+
+    if (reader->sending || reader->finished)
+        return;
+    release_held(reader);
+
+    uint64_t available = fill != NULL ? fill->bytes : reader->body_size;
+    int complete = fill == NULL || (fill->origin_ended && fill->origin_err == 0);
+    if (reader->pos >= available) {
+        if (complete) {
+            do_send(reader, NULL, 0, H2O_SEND_STATE_FINAL);
+        } else if (fill->origin_ended) {
+            h2o_req_log_error(reader->req, "edge/handler", "origin response cut short: %s",
+                              origin_strerror(fill->origin_err));
+            do_send(reader, NULL, 0, H2O_SEND_STATE_ERROR);
+        } else {
+            reader->waiting = 1;
+        }
+        return;
+    }
+
+    uint32_t n = (uint32_t)(reader->pos / EDGE_STORE_CHUNK_SIZE);
+    size_t off = (size_t)(reader->pos % EDGE_STORE_CHUNK_SIZE);
+    struct st_chunk_t *c = fill != NULL && n < fill->num_chunks ? fill->chunks[n] : NULL;
+    if (c != NULL) {
+        buf = h2o_iovec_init(c->buf + off, c->len - off);
+        ++c->client_refs;
+        reader->held = c;
+    } else {
+        /* a stored object, or a committed chunk the fill no longer keeps in memory */
+        const void *data;
+        size_t len;
+        int r;
+        if (fill != NULL && reader->txn != NULL) {
+            /* a new snapshot sees chunks committed since the last one */
+            edge_store_read_end(reader->txn);
+            reader->txn = NULL;
+        }
+        if (reader->txn == NULL && (r = edge_store_read_begin(edge_this_thread->rt->store, &reader->txn)) != 0) {
+            EDGE_METRIC_ADD(store_errors, 1);
+            h2o_req_log_error(reader->req, "edge/store", "STORE_ERR read_begin: %s", edge_store_strerror(r));
+            do_send(reader, NULL, 0, H2O_SEND_STATE_ERROR);
+            return;
+        }
+        uint64_t fill_id = fill != NULL ? fill->fill_id : reader->fill_id;
+        if ((r = edge_store_get_chunk(reader->txn, fill_id, n, &data, &len)) != 0 || len <= off ||
+            len > EDGE_STORE_CHUNK_SIZE || (uint64_t)n * EDGE_STORE_CHUNK_SIZE + len > available) {
+            EDGE_METRIC_ADD(store_errors, 1);
+            h2o_req_log_error(reader->req, "edge/store", "STORE_ERR chunk %" PRIu32 " of fill %" PRIu64 ": %s", n,
+                              fill_id, r != 0 ? edge_store_strerror(r) : "bad length");
+            do_send(reader, NULL, 0, H2O_SEND_STATE_ERROR);
+            return;
+        }
+        buf = h2o_iovec_init((const char *)data + off, len - off);
+    }
+    reader->pos += buf.len;
+    do_send(reader, &buf, 1, complete && reader->pos >= available ? H2O_SEND_STATE_FINAL : H2O_SEND_STATE_IN_PROGRESS);
+}
+
+static void on_reader_proceed(h2o_generator_t *self, h2o_req_t *req)
+{
+    struct st_reader_t *reader = (struct st_reader_t *)self;
+    h2o_timeout_unlink(&reader->watchdog);
+    reader->sending = 0;
+    reader_pump(reader);
+}
+
+static void on_reader_stop(h2o_generator_t *self, h2o_req_t *req)
+{
+    /* the client went away: the disposer detaches the reader; a fill worth finishing goes on */
+}
+
+static struct st_reader_t *reader_new(h2o_req_t *req)
+{
+    struct st_reader_t *reader = h2o_mem_alloc_shared(&req->pool, sizeof(*reader), on_reader_dispose);
+    memset(reader, 0, sizeof(*reader));
+    reader->super.proceed = on_reader_proceed;
+    reader->super.stop = on_reader_stop;
+    reader->req = req;
+    reader->watchdog.cb = on_watchdog;
+    reader->is_head = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
+    ++edge_this_thread->inflight_requests;
+    return reader;
+}
+
+static void reader_start(struct st_reader_t *reader)
+{
+    reader->started = 1;
+    h2o_start_response(reader->req, &reader->super);
+    if (reader->is_head) {
+        do_send(reader, NULL, 0, H2O_SEND_STATE_FINAL);
+        return;
+    }
+    reader_pump(reader);
+}
+
+/* The fill's head arrived: answer this reader's client. */
+static void reader_respond_head(struct st_reader_t *reader)
+{
+    struct st_fill_t *fill = reader->fill;
+    h2o_req_t *req = reader->req;
+
+    req->res.status = fill->status;
+    req->res.reason = fill->reason.len != 0 ? fill->reason.base : status_reason(fill->status);
+    copy_response_headers(req, fill->headers, fill->num_headers, fill->mode == FILL_CACHE);
+    if (fill->mode == FILL_CACHE)
+        add_age(req, fill->storing ? fill->initial_age : 0);
+    add_cache_status(req, fill->cache_status);
+    switch (fill->framing) {
+    case ORIGIN_FRAMING_LENGTH:
+        req->res.content_length = (size_t)fill->content_length;
+        break;
+    case ORIGIN_FRAMING_NONE:
+        req->res.content_length = fill->content_length >= 0 ? (size_t)fill->content_length : 0;
+        break;
+    default:
+        req->res.content_length = SIZE_MAX;
+        break;
+    }
+    /* RFC 9110 §9.3.2: a HEAD client gets the GET's header section, never its body */
+    reader_start(reader);
+}
+
+/* --- request entry points --- */
+
+static h2o_iovec_t client_ip(h2o_req_t *req)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
+    char *buf = h2o_mem_alloc_pool(&req->pool, INET6_ADDRSTRLEN);
+    buf[0] = '\0';
+    if (len != 0) {
+        if (ss.ss_family == AF_INET)
+            inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, buf, INET6_ADDRSTRLEN);
+        else if (ss.ss_family == AF_INET6)
+            inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, buf, INET6_ADDRSTRLEN);
+    }
+    return h2o_iovec_init(buf, strlen(buf));
+}
+
+static void start_fetch(h2o_req_t *req, enum fill_mode mode, h2o_iovec_t key, const uint8_t *hash, h2o_iovec_t path,
+                        int stale_present)
+{
+    edge_thread_t *th = edge_this_thread;
+    struct st_fill_t *fill = fill_new(th, mode);
+    struct st_reader_t *reader = reader_new(req);
+
+    fill->request_time = now_sec();
+    fill->stale_present = stale_present;
+    if (mode == FILL_CACHE) {
+        fill->key = h2o_strdup(&fill->pool, key.base, key.len);
+        memcpy(fill->hash, hash, EDGE_STORE_HASH_LEN);
+    } else {
+        fill->key = h2o_strdup(&fill->pool, req->path.base, req->path.len);
+        fill->cache_status = "cdn-edge; fwd=method";
+    }
+    reader->fill = fill;
+    ++fill->refcnt;
+    h2o_linklist_insert(&fill->readers, &reader->link);
+
+    origin_request_t oreq = {0};
+    oreq.method = mode == FILL_CACHE ? h2o_iovec_init(H2O_STRLIT("GET")) : req->method;
+    oreq.authority = req->authority;
+    oreq.path = path;
+    oreq.headers = &req->headers;
+    oreq.body = mode == FILL_PASS ? req->entity : h2o_iovec_init(NULL, 0);
+    oreq.client_ip = client_ip(req);
+    oreq.client_is_tls = req->scheme == &H2O_URL_SCHEME_HTTPS;
+    oreq.for_cache = mode == FILL_CACHE;
+    fill->fetch = origin_fetch_start(th->origin, &oreq, &fill_callbacks, fill);
+}
+
+/* Serves a fresh stored object. @return 0 when served, 1 when the caller must fetch (*stale set when
+ * a stale object was found) */
+static int try_hit(h2o_req_t *req, edge_runtime_t *rt, h2o_iovec_t key, const uint8_t *hash, int *stale)
+{
+    edge_store_txn_t *txn;
+    edge_store_object_t so;
+    edge_object_t obj;
+    int r;
+
+    if ((r = edge_store_read_begin(rt->store, &txn)) != 0) {
+        EDGE_METRIC_ADD(store_errors, 1);
+        h2o_req_log_error(req, "edge/store", "STORE_ERR read_begin: %s", edge_store_strerror(r));
+        send_error(req, 503, "cdn-edge; fwd=miss; detail=store-busy", "the cache is busy, try again");
+        return 0;
+    }
+    if ((r = edge_store_get(txn, hash, &so)) != 0) {
+        if (r != EDGE_STORE_NOTFOUND) {
+            EDGE_METRIC_ADD(store_errors, 1);
+            h2o_req_log_error(req, "edge/store", "STORE_ERR get: %s", edge_store_strerror(r));
+        }
+        goto Miss;
+    }
+    if (so.key_len != key.len || memcmp(so.key, key.base, key.len) != 0)
+        goto Miss;
+    if (edge_object_decode(&req->pool, so.meta, so.meta_len, &obj) != 0) {
+        EDGE_METRIC_ADD(store_errors, 1);
+        h2o_req_log_error(req, "edge/store", "STORE_ERR corrupt record for %.*s", (int)key.len, key.base);
+        goto Miss;
+    }
+    int64_t age = edge_current_age(obj.initial_age, obj.response_time, now_sec());
+    if (age >= obj.lifetime) {
+        *stale = 1;
+        goto Miss;
+    }
+
+    struct st_reader_t *reader = reader_new(req);
+    reader->txn = txn;
+    reader->fill_id = so.fill_id;
+    reader->body_size = so.body_size;
+    reader->num_chunks = so.num_chunks;
+    edge_store_touch(rt->store, so.fill_id);
+    EDGE_METRIC_ADD(req_hit, 1);
+
+    req->res.status = obj.status;
+    req->res.reason = status_reason(obj.status);
+    copy_response_headers(req, obj.headers, obj.num_headers, 1);
+    add_age(req, age);
+    char *cs = h2o_mem_alloc_pool(&req->pool, 48);
+    snprintf(cs, 48, "cdn-edge; hit; ttl=%" PRId64, obj.lifetime - age);
+    add_cache_status(req, cs);
+    req->res.content_length = so.body_size;
+    reader_start(reader);
+    return 0;
+
+Miss:
+    edge_store_read_end(txn);
+    return 1;
+}
+
+static int on_req(h2o_handler_t *_self, h2o_req_t *req)
+{
+    struct st_edge_handler_t *self = (void *)_self;
+    edge_runtime_t *rt = self->rt;
+    h2o_iovec_t key, path;
+
+    if (edge_method_is_cacheable(req->method) == 0) {
+        /* RFC 9111 §3: only GET and HEAD responses are stored here; everything else goes through */
+        EDGE_METRIC_ADD(req_pass, 1);
+        start_fetch(req, FILL_PASS, h2o_iovec_init(NULL, 0), NULL, req->path, 0);
+        return 0;
+    }
+    if (edge_cache_key_build(&req->pool, req->scheme->name, req->authority, req->path, &key, &path) != 0) {
+        h2o_req_log_error(req, "edge/handler", "cannot key %.*s", (int)req->path.len, req->path.base);
+        send_error(req, 400, NULL, "invalid request target or host");
+        return 0;
+    }
+    uint8_t hash[EDGE_STORE_HASH_LEN];
+    edge_store_hash(key.base, key.len, hash);
+    int stale = 0;
+    if (try_hit(req, rt, key, hash, &stale) == 0)
+        return 0;
+    EDGE_METRIC_ADD(req_miss, 1);
+    start_fetch(req, FILL_CACHE, key, hash, path, stale);
+    return 0;
+}
+
+/* --- registration and per-thread state --- */
+
+void edge_handler_register(h2o_pathconf_t *pathconf, edge_runtime_t *rt)
+{
+    struct st_edge_handler_t *self = (void *)h2o_create_handler(pathconf, sizeof(*self));
+    self->super.on_req = on_req;
+    self->rt = rt;
+}
+
+void edge_handler_thread_init(edge_thread_t *th)
+{
+    h2o_multithread_register_receiver(th->ctx.queue, &th->store_receiver, on_store_messages);
+    h2o_timeout_init(th->ctx.loop, &th->write_timeout, th->rt->conf->write_timeout_ms);
+}
+
+void edge_handler_thread_dispose(edge_thread_t *th)
+{
+    h2o_multithread_unregister_receiver(th->ctx.queue, &th->store_receiver);
+    h2o_timeout_dispose(th->ctx.loop, &th->write_timeout);
+}

@@ -1,0 +1,43 @@
+/*
+ * edge/object.h: the stored response head (the `meta` blob of a store object).
+ *
+ * Layout (little-endian host order is fine: the store lives and dies with the machine):
+ *   edge_object_hdr_t, then num_headers times { u16 name_len, u32 value_len, name, value }.
+ * A decoded record is validated field by field; a bad one is EDGE_STORE_ECORRUPT for the caller
+ * (a miss plus a log line), never an assert.
+ */
+#ifndef EDGE_OBJECT_H
+#define EDGE_OBJECT_H
+
+#define H2O_USE_LIBUV 0
+#include <stdint.h>
+#include "h2o.h"
+
+#define EDGE_OBJECT_MAGIC 0x4d474445u /* "EDGM" */
+#define EDGE_OBJECT_VERSION 1
+
+typedef struct st_edge_object_t {
+    int status;
+    int64_t request_time;  /* edge clock (s) when the fill's request was sent */
+    int64_t response_time; /* edge clock (s) when its head arrived */
+    int64_t initial_age;   /* corrected initial age at response_time (RFC 9111 §4.2.3) */
+    int64_t lifetime;      /* freshness lifetime (RFC 9111 §4.2.1) */
+    h2o_header_t *headers; /* stored end-to-end headers, in origin order */
+    size_t num_headers;
+} edge_object_t;
+
+/**
+ * Serialises an object head into a buffer allocated from pool.
+ * @return the blob (valid as long as the pool)
+ */
+h2o_iovec_t edge_object_encode(h2o_mem_pool_t *pool, const edge_object_t *obj);
+
+/**
+ * Parses a blob. Header names that are h2o tokens point to the token; values and other names
+ * point into `blob` (valid as long as it is, e.g. the read transaction). The header array is
+ * allocated from pool.
+ * @return 0, or -1 when the blob is malformed
+ */
+int edge_object_decode(h2o_mem_pool_t *pool, const void *blob, size_t len, edge_object_t *obj);
+
+#endif
