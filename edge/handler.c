@@ -26,6 +26,7 @@
 #include <arpa/inet.h>
 #include <assert.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,8 +72,66 @@ struct st_chunk_t {
 
 enum fill_mode { FILL_CACHE, FILL_PASS };
 
+/*
+ * The process-wide face of a cacheable fill, so that a request for the same key on any thread is
+ * served from it instead of starting another origin fetch (DESIGN.md: exactly one fetch per key at
+ * a time). Such a *waiter* reads the fill's committed chunks from the store; the owner posts it a
+ * message whenever the state or the committed length changes. Lock order: registry_mutex, then
+ * `mutex`. Everything after `mutex` is guarded by it; the head fields are written once, before
+ * `state` leaves SF_WAIT_HEAD, and are read-only afterwards.
+ */
+enum shared_state { SF_WAIT_HEAD, SF_STORING, SF_RELEASED, SF_DONE, SF_FAILED };
+
+struct st_shared_fill_t {
+    h2o_linklist_t registry_link; /* under registry_mutex */
+    int registered;               /* under registry_mutex */
+    uint8_t hash[EDGE_STORE_HASH_LEN];
+    pthread_mutex_t mutex;
+    unsigned refcnt;              /* the owner fill, and each waiter */
+    enum shared_state state;
+    int origin_complete;          /* the origin's response arrived whole; only its commit is pending */
+    uint64_t committed_bytes;     /* the body bytes readable from the store */
+    h2o_linklist_t waiters;
+    size_t num_waiters;
+    /* the head, immutable once published */
+    h2o_mem_pool_t pool;
+    int status;
+    h2o_iovec_t reason;
+    h2o_header_t *headers;
+    size_t num_headers;
+    int64_t content_length;
+    origin_framing_t framing;
+    uint64_t fill_id;
+    int64_t initial_age, response_time;
+    const char *cache_status;
+    int64_t lifetime;
+};
+
+/* One client of another fill. Freed when its reader is gone and no message for it is in flight. */
+struct st_waiter_t {
+    h2o_linklist_t link;          /* in shared->waiters, under shared->mutex */
+    edge_thread_t *thread;
+    struct st_reader_t *reader;   /* touched only on `thread`; NULL once the client is gone */
+    unsigned refcnt;              /* atomic: the reader, and each message in flight */
+};
+
+struct st_waiter_msg_t {
+    h2o_multithread_message_t super;
+    struct st_waiter_t *waiter;
+};
+
+#ifndef EDGE_MAX_WAITERS
+#define EDGE_MAX_WAITERS 10000 /* per fill; more clients than this fetch on their own */
+#endif
+#define REGISTRY_BUCKETS 4096
+
+static pthread_mutex_t registry_mutex = PTHREAD_MUTEX_INITIALIZER;
+static h2o_linklist_t registry[REGISTRY_BUCKETS];
+static pthread_once_t registry_once = PTHREAD_ONCE_INIT;
+
 struct st_fill_t {
     edge_thread_t *thread;
+    struct st_shared_fill_t *shared; /* cacheable fills: what other requests for the key attach to */
     unsigned refcnt;
     enum fill_mode mode;
     origin_fetch_t *fetch; /* NULL once the origin side ended */
@@ -104,6 +163,7 @@ struct st_fill_t {
     size_t mem_lo;              /* no chunk below this index is in memory */
     size_t mem_chunks;
     uint64_t bytes;             /* body bytes received */
+    uint64_t committed_bytes;   /* body bytes committed to the store (chunks commit in order) */
     int origin_ended;
     int origin_err;
     int paused;
@@ -121,6 +181,10 @@ struct st_reader_t {
     uint32_t num_chunks;
     uint64_t pos;               /* body bytes handed to h2o so far */
     struct st_chunk_t *held;    /* chunk the outstanding send points into */
+    struct st_shared_fill_t *shared; /* another fill this reader waits on (reads its committed chunks) */
+    struct st_waiter_t *waiter;
+    h2o_iovec_t key, path;      /* to fetch on its own when the shared fill turns out unstorable */
+    uint8_t hash[EDGE_STORE_HASH_LEN];
     unsigned is_head : 1, sending : 1, waiting : 1, started : 1, finished : 1;
     h2o_timeout_entry_t watchdog;
 };
@@ -206,6 +270,8 @@ static void send_error(h2o_req_t *req, int status, const char *cache_status, con
 
 static void fill_unref(struct st_fill_t *fill);
 static void reader_pump(struct st_reader_t *reader);
+static void shared_update(struct st_shared_fill_t *sf, enum shared_state state, uint64_t committed);
+static void shared_release(struct st_shared_fill_t *sf);
 static void on_chunk_done(edge_store_op_t *op, int result);
 static void on_commit_done(edge_store_op_t *op, int result);
 static void on_abort_done(edge_store_op_t *op, int result);
@@ -228,6 +294,11 @@ static void fill_destroy(struct st_fill_t *fill)
 {
     assert(h2o_linklist_is_empty(&fill->readers));
     assert(fill->ops_in_flight == 0);
+    if (fill->shared != NULL) {
+        /* no-op when a final state was published already */
+        shared_update(fill->shared, SF_FAILED, fill->committed_bytes);
+        shared_release(fill->shared);
+    }
     if (fill->fill_id != 0 && !fill->committed_ok && fill->num_chunks != 0) {
         /* chunks may be in the store: the writer deletes them (the op outlives the fill) */
         edge_store_op_t *op = h2o_mem_alloc(sizeof(*op));
@@ -250,6 +321,127 @@ static void fill_unref(struct st_fill_t *fill)
     assert(fill->refcnt > 0);
     if (--fill->refcnt == 0)
         fill_destroy(fill);
+}
+
+
+/* --- the registry of fills in flight --- */
+
+static void registry_init(void)
+{
+    for (size_t i = 0; i != REGISTRY_BUCKETS; ++i)
+        h2o_linklist_init_anchor(registry + i);
+}
+
+static size_t bucket_of(const uint8_t *hash)
+{
+    uint32_t b;
+    memcpy(&b, hash, sizeof(b));
+    return b % REGISTRY_BUCKETS;
+}
+
+static struct st_shared_fill_t *shared_new(const uint8_t *hash)
+{
+    struct st_shared_fill_t *sf = h2o_mem_alloc(sizeof(*sf));
+    memset(sf, 0, sizeof(*sf));
+    memcpy(sf->hash, hash, EDGE_STORE_HASH_LEN);
+    pthread_mutex_init(&sf->mutex, NULL);
+    sf->refcnt = 1;
+    sf->state = SF_WAIT_HEAD;
+    h2o_linklist_init_anchor(&sf->waiters);
+    h2o_mem_init_pool(&sf->pool);
+    return sf;
+}
+
+static void shared_release(struct st_shared_fill_t *sf)
+{
+    pthread_mutex_lock(&sf->mutex);
+    unsigned left = --sf->refcnt;
+    pthread_mutex_unlock(&sf->mutex);
+    if (left != 0)
+        return;
+    assert(!sf->registered);
+    assert(h2o_linklist_is_empty(&sf->waiters));
+    pthread_mutex_destroy(&sf->mutex);
+    h2o_mem_clear_pool(&sf->pool);
+    free(sf);
+}
+
+static void registry_remove(struct st_shared_fill_t *sf)
+{
+    pthread_mutex_lock(&registry_mutex);
+    if (sf->registered) {
+        h2o_linklist_unlink(&sf->registry_link);
+        sf->registered = 0;
+    }
+    pthread_mutex_unlock(&registry_mutex);
+}
+
+/**
+ * Attaches `w` to the fill in flight for `hash`, or, when there is none, registers `mine` as that
+ * fill. @return the fill attached to (a reference is taken for the waiter), or NULL: the caller
+ * fetches itself (with `mine` registered, unless another fill for the key is full of waiters)
+ */
+static struct st_shared_fill_t *registry_attach_or_register(const uint8_t *hash, struct st_waiter_t *w,
+                                                            struct st_shared_fill_t *mine)
+{
+    h2o_linklist_t *bucket = registry + bucket_of(hash);
+    int found = 0;
+
+    pthread_once(&registry_once, registry_init);
+    pthread_mutex_lock(&registry_mutex);
+    for (h2o_linklist_t *l = bucket->next; l != bucket; l = l->next) {
+        struct st_shared_fill_t *sf = H2O_STRUCT_FROM_MEMBER(struct st_shared_fill_t, registry_link, l);
+        if (memcmp(sf->hash, hash, EDGE_STORE_HASH_LEN) != 0)
+            continue;
+        found = 1;
+        pthread_mutex_lock(&sf->mutex);
+        if ((sf->state == SF_WAIT_HEAD || sf->state == SF_STORING) && sf->num_waiters < EDGE_MAX_WAITERS) {
+            ++sf->refcnt;
+            ++sf->num_waiters;
+            h2o_linklist_insert(&sf->waiters, &w->link);
+            pthread_mutex_unlock(&sf->mutex);
+            pthread_mutex_unlock(&registry_mutex);
+            return sf;
+        }
+        pthread_mutex_unlock(&sf->mutex);
+        break;
+    }
+    if (!found) {
+        h2o_linklist_insert(bucket, &mine->registry_link);
+        mine->registered = 1;
+    }
+    pthread_mutex_unlock(&registry_mutex);
+    return NULL;
+}
+
+/**
+ * The owner publishes a new state and committed length and wakes every waiter (one message each,
+ * handled on the waiter's own loop). A terminal state leaves the registry first, and is final.
+ */
+static void shared_update(struct st_shared_fill_t *sf, enum shared_state state, uint64_t committed)
+{
+    if (state != SF_WAIT_HEAD && state != SF_STORING)
+        registry_remove(sf);
+    pthread_mutex_lock(&sf->mutex);
+    if (sf->state == SF_WAIT_HEAD || sf->state == SF_STORING) {
+        sf->state = state;
+        sf->committed_bytes = committed;
+        for (h2o_linklist_t *l = sf->waiters.next; l != &sf->waiters; l = l->next) {
+            struct st_waiter_t *w = H2O_STRUCT_FROM_MEMBER(struct st_waiter_t, link, l);
+            struct st_waiter_msg_t *m = h2o_mem_alloc(sizeof(*m));
+            memset(m, 0, sizeof(*m));
+            m->waiter = w;
+            __atomic_add_fetch(&w->refcnt, 1, __ATOMIC_RELAXED);
+            h2o_multithread_send_message(&w->thread->fill_receiver, &m->super);
+        }
+    }
+    pthread_mutex_unlock(&sf->mutex);
+}
+
+static void waiter_unref(struct st_waiter_t *w)
+{
+    if (__atomic_sub_fetch(&w->refcnt, 1, __ATOMIC_ACQ_REL) == 0)
+        free(w);
 }
 
 /* Stops storing a fill (too large, store failure, origin error). Chunks already submitted are
@@ -376,7 +568,11 @@ static void on_store_messages(h2o_multithread_receiver_t *receiver, h2o_linklist
             if (msg->result == 0) {
                 fill->committed_ok = 1;
                 EDGE_METRIC_ADD(fills_stored, 1);
+                if (fill->shared != NULL)
+                    shared_update(fill->shared, SF_DONE, fill->bytes);
             } else {
+                if (fill->shared != NULL)
+                    shared_update(fill->shared, SF_FAILED, fill->committed_bytes);
                 fprintf(stderr, "edge/store: STORE_ERR commit fill=%" PRIu64 " result=%s\n", fill->fill_id,
                                  edge_store_strerror(msg->result));
                 count_store_failure(fill, msg->result);
@@ -387,7 +583,16 @@ static void on_store_messages(h2o_multithread_receiver_t *receiver, h2o_linklist
             c->op_pending = 0;
             if (msg->result == 0) {
                 c->committed = 1;
+                /* the writer applies ops in order: every earlier chunk is committed too */
+                uint64_t end = (uint64_t)c->index * EDGE_STORE_CHUNK_SIZE + c->len;
+                if (end > fill->committed_bytes) {
+                    fill->committed_bytes = end;
+                    if (fill->shared != NULL && fill->storing)
+                        shared_update(fill->shared, SF_STORING, end);
+                }
             } else {
+                if (fill->shared != NULL)
+                    shared_update(fill->shared, SF_FAILED, fill->committed_bytes);
                 if (!fill->store_failed)
                     fprintf(stderr, "edge/store: STORE_ERR chunk fill=%" PRIu64 " result=%s\n", fill->fill_id,
                                      edge_store_strerror(msg->result));
@@ -417,25 +622,27 @@ static void on_origin_head(origin_fetch_t *fetch, void *data, const origin_respo
     struct st_fill_t *fill = data;
     edge_runtime_t *rt = fill->thread->rt;
 
+    /* a cacheable fill keeps its head where its waiters can read it */
+    h2o_mem_pool_t *pool = fill->shared != NULL ? &fill->shared->pool : &fill->pool;
     fill->head_received = 1;
     fill->response_time = now_sec();
     fill->status = res->status;
-    fill->reason = h2o_strdup(&fill->pool, res->reason.base, res->reason.len);
+    fill->reason = h2o_strdup(pool, res->reason.base, res->reason.len);
     fill->framing = res->framing;
     fill->content_length = res->content_length;
     fill->num_headers = res->num_headers;
-    fill->headers = h2o_mem_alloc_pool(&fill->pool, sizeof(h2o_header_t) * (res->num_headers + 1));
+    fill->headers = h2o_mem_alloc_pool(pool, sizeof(h2o_header_t) * (res->num_headers + 1));
     for (size_t i = 0; i != res->num_headers; ++i) {
         const h2o_header_t *src = res->headers + i;
         h2o_header_t *dst = fill->headers + i;
         if (h2o_iovec_is_token(src->name)) {
             dst->name = src->name;
         } else {
-            dst->name = h2o_mem_alloc_pool(&fill->pool, sizeof(*dst->name));
-            *dst->name = h2o_strdup(&fill->pool, src->name->base, src->name->len);
+            dst->name = h2o_mem_alloc_pool(pool, sizeof(*dst->name));
+            *dst->name = h2o_strdup(pool, src->name->base, src->name->len);
         }
-        dst->orig_name = src->orig_name != NULL ? h2o_strdup(&fill->pool, src->orig_name, src->name->len).base : NULL;
-        dst->value = h2o_strdup(&fill->pool, src->value.base, src->value.len);
+        dst->orig_name = src->orig_name != NULL ? h2o_strdup(pool, src->orig_name, src->name->len).base : NULL;
+        dst->value = h2o_strdup(pool, src->value.base, src->value.len);
     }
 
     if (fill->mode == FILL_CACHE) {
@@ -456,16 +663,33 @@ static void on_origin_head(origin_fetch_t *fetch, void *data, const origin_respo
         if (verdict == EDGE_VERDICT_STORE) {
             fill->storing = 1;
             fill->fill_id = edge_store_new_fill_id(rt->store);
-            fill->cache_status = h2o_concat(&fill->pool, h2o_iovec_init(H2O_STRLIT("cdn-edge; fwd=")),
+            fill->cache_status = h2o_concat(pool, h2o_iovec_init(H2O_STRLIT("cdn-edge; fwd=")),
                                             h2o_iovec_init(fwd, strlen(fwd)), h2o_iovec_init(H2O_STRLIT("; stored")))
                                      .base;
         } else {
             const char *detail = edge_verdict_detail(verdict);
             EDGE_METRIC_ADD(fills_unstored, 1);
             fill->cache_status =
-                h2o_concat(&fill->pool, h2o_iovec_init(H2O_STRLIT("cdn-edge; fwd=")), h2o_iovec_init(fwd, strlen(fwd)),
+                h2o_concat(pool, h2o_iovec_init(H2O_STRLIT("cdn-edge; fwd=")), h2o_iovec_init(fwd, strlen(fwd)),
                            h2o_iovec_init(H2O_STRLIT("; detail=")), h2o_iovec_init(detail, strlen(detail)))
                     .base;
+        }
+        if (fill->shared != NULL) {
+            struct st_shared_fill_t *sf = fill->shared;
+            sf->status = fill->status;
+            sf->reason = fill->reason;
+            sf->headers = fill->headers;
+            sf->num_headers = fill->num_headers;
+            sf->content_length = fill->content_length;
+            sf->framing = fill->framing;
+            sf->fill_id = fill->fill_id;
+            sf->initial_age = fill->initial_age;
+            sf->response_time = fill->response_time;
+            sf->lifetime = fill->lifetime;
+            sf->cache_status = h2o_concat(pool, h2o_iovec_init(fill->cache_status, strlen(fill->cache_status)),
+                                          h2o_iovec_init(H2O_STRLIT("; collapsed")))
+                                   .base;
+            shared_update(sf, fill->storing ? SF_STORING : SF_RELEASED, 0);
         }
     }
 
@@ -511,6 +735,8 @@ static void on_origin_body(origin_fetch_t *fetch, void *data, const char *bytes,
         /* an unannounced length went over the bound: pass the rest through */
         fill_stop_storing(fill, NULL);
         EDGE_METRIC_ADD(fills_unstored, 1);
+        if (fill->shared != NULL)
+            shared_update(fill->shared, SF_FAILED, fill->committed_bytes);
     }
     while (len != 0) {
         struct st_chunk_t *c = fill->num_chunks != 0 ? fill->chunks[fill->num_chunks - 1] : NULL;
@@ -549,6 +775,8 @@ static void on_origin_end(origin_fetch_t *fetch, void *data, int err)
             fill_stop_storing(fill, NULL);
             EDGE_METRIC_ADD(fills_aborted, 1);
         }
+        if (fill->shared != NULL)
+            shared_update(fill->shared, SF_FAILED, fill->committed_bytes);
     } else if (fill->storing) {
         /* the last, partial chunk, then the record: the object exists from this commit on */
         if (fill->num_chunks != 0 && !fill->chunks[fill->num_chunks - 1]->submitted)
@@ -567,6 +795,11 @@ static void on_origin_end(origin_fetch_t *fetch, void *data, int err)
         fill->commit_op.num_chunks = (uint32_t)fill->num_chunks;
         fill->commit_op.on_done = on_commit_done;
         fill->commit_submitted = 1;
+        if (fill->shared != NULL) {
+            pthread_mutex_lock(&fill->shared->mutex);
+            fill->shared->origin_complete = 1;
+            pthread_mutex_unlock(&fill->shared->mutex);
+        }
         ++fill->ops_in_flight;
         ++fill->refcnt;
         edge_store_submit(fill->thread->rt->store, &fill->commit_op);
@@ -639,11 +872,30 @@ static void reader_detach(struct st_reader_t *reader)
     fill_unref(fill);
 }
 
+/* Leaves the other fill this reader waited on. */
+static void reader_detach_shared(struct st_reader_t *reader)
+{
+    struct st_shared_fill_t *sf = reader->shared;
+    struct st_waiter_t *w = reader->waiter;
+    if (sf == NULL)
+        return;
+    pthread_mutex_lock(&sf->mutex);
+    h2o_linklist_unlink(&w->link);
+    --sf->num_waiters;
+    pthread_mutex_unlock(&sf->mutex);
+    w->reader = NULL;
+    reader->shared = NULL;
+    reader->waiter = NULL;
+    waiter_unref(w);
+    shared_release(sf);
+}
+
 static void on_reader_dispose(void *p)
 {
     struct st_reader_t *reader = p;
     h2o_timeout_unlink(&reader->watchdog);
     reader_detach(reader);
+    reader_detach_shared(reader);
     if (reader->txn != NULL) {
         edge_store_read_end(reader->txn);
         reader->txn = NULL;
@@ -660,8 +912,9 @@ static void do_send(struct st_reader_t *reader, h2o_iovec_t *buf, size_t bufcnt,
     if (state == H2O_SEND_STATE_IN_PROGRESS) {
         reader->sending = 1;
     } else {
+        /* the reader stays attached (its chunk stays in memory) until the request is disposed, which
+         * may happen inside this h2o_send: nothing of the reader is touched after it */
         reader->finished = 1;
-        reader_detach(reader); /* before the send: the request may be disposed inside it */
     }
     h2o_send(reader->req, buf, bufcnt, state);
 }
@@ -675,15 +928,36 @@ static void reader_pump(struct st_reader_t *reader)
     if (reader->sending || reader->finished)
         return;
     release_held(reader);
+    if (fill != NULL)
+        fill_gc(fill); /* what this client has passed may be freed, and a paused origin resumed */
 
-    uint64_t available = fill != NULL ? fill->bytes : reader->body_size;
-    int complete = fill == NULL || (fill->origin_ended && fill->origin_err == 0);
+    /* what the source has: a live fill (memory or store), another thread's fill (store), or a stored object */
+    uint64_t available, fill_id;
+    int complete, failed;
+    if (fill != NULL) {
+        available = fill->bytes;
+        complete = fill->origin_ended && fill->origin_err == 0;
+        failed = fill->origin_ended && fill->origin_err != 0;
+        fill_id = fill->fill_id;
+    } else if (reader->shared != NULL) {
+        pthread_mutex_lock(&reader->shared->mutex);
+        available = reader->shared->committed_bytes;
+        complete = reader->shared->state == SF_DONE;
+        failed = reader->shared->state != SF_DONE && reader->shared->state != SF_STORING;
+        pthread_mutex_unlock(&reader->shared->mutex);
+        fill_id = reader->shared->fill_id;
+    } else {
+        available = reader->body_size;
+        complete = 1;
+        failed = 0;
+        fill_id = reader->fill_id;
+    }
     if (reader->pos >= available) {
         if (complete) {
             do_send(reader, NULL, 0, H2O_SEND_STATE_FINAL);
-        } else if (fill->origin_ended) {
-            h2o_req_log_error(reader->req, "edge/handler", "origin response cut short: %s",
-                              origin_strerror(fill->origin_err));
+        } else if (failed) {
+            h2o_req_log_error(reader->req, "edge/handler", "origin response cut short%s%s",
+                              fill != NULL ? ": " : "", fill != NULL ? origin_strerror(fill->origin_err) : "");
             do_send(reader, NULL, 0, H2O_SEND_STATE_ERROR);
         } else {
             reader->waiting = 1;
@@ -703,7 +977,7 @@ static void reader_pump(struct st_reader_t *reader)
         const void *data;
         size_t len;
         int r;
-        if (fill != NULL && reader->txn != NULL) {
+        if ((fill != NULL || reader->shared != NULL) && reader->txn != NULL) {
             /* a new snapshot sees chunks committed since the last one */
             edge_store_read_end(reader->txn);
             reader->txn = NULL;
@@ -714,7 +988,6 @@ static void reader_pump(struct st_reader_t *reader)
             do_send(reader, NULL, 0, H2O_SEND_STATE_ERROR);
             return;
         }
-        uint64_t fill_id = fill != NULL ? fill->fill_id : reader->fill_id;
         if ((r = edge_store_get_chunk(reader->txn, fill_id, n, &data, &len)) != 0 || len <= off ||
             len > EDGE_STORE_CHUNK_SIZE || (uint64_t)n * EDGE_STORE_CHUNK_SIZE + len > available) {
             EDGE_METRIC_ADD(store_errors, 1);
@@ -766,24 +1039,26 @@ static void reader_start(struct st_reader_t *reader)
     reader_pump(reader);
 }
 
-/* The fill's head arrived: answer this reader's client. */
-static void reader_respond_head(struct st_reader_t *reader)
+/* Answers a client with a response head (from a fill, or from another thread's fill). */
+static void respond_head(struct st_reader_t *reader, int status, h2o_iovec_t reason, const h2o_header_t *headers,
+                         size_t num_headers, origin_framing_t framing, int64_t content_length, int stored, int64_t age,
+                         const char *cache_status)
 {
-    struct st_fill_t *fill = reader->fill;
     h2o_req_t *req = reader->req;
 
-    req->res.status = fill->status;
-    req->res.reason = fill->reason.len != 0 ? fill->reason.base : status_reason(fill->status);
-    copy_response_headers(req, fill->headers, fill->num_headers, fill->mode == FILL_CACHE);
-    if (fill->mode == FILL_CACHE)
-        add_age(req, fill->storing ? fill->initial_age : 0);
-    add_cache_status(req, fill->cache_status);
-    switch (fill->framing) {
+    req->res.status = status;
+    req->res.reason = reason.len != 0 ? reason.base : status_reason(status);
+    /* a stored response carries the cache's Age (RFC 9111 §5.1); a passed one keeps the origin's */
+    copy_response_headers(req, headers, num_headers, stored);
+    if (stored)
+        add_age(req, age);
+    add_cache_status(req, cache_status);
+    switch (framing) {
     case ORIGIN_FRAMING_LENGTH:
-        req->res.content_length = (size_t)fill->content_length;
+        req->res.content_length = (size_t)content_length;
         break;
     case ORIGIN_FRAMING_NONE:
-        req->res.content_length = fill->content_length >= 0 ? (size_t)fill->content_length : 0;
+        req->res.content_length = content_length >= 0 ? (size_t)content_length : 0;
         break;
     default:
         req->res.content_length = SIZE_MAX;
@@ -791,6 +1066,82 @@ static void reader_respond_head(struct st_reader_t *reader)
     }
     /* RFC 9110 §9.3.2: a HEAD client gets the GET's header section, never its body */
     reader_start(reader);
+}
+
+/* The fill's head arrived: answer this reader's client. */
+static void reader_respond_head(struct st_reader_t *reader)
+{
+    struct st_fill_t *fill = reader->fill;
+    respond_head(reader, fill->status, fill->reason, fill->headers, fill->num_headers, fill->framing, fill->content_length,
+                 fill->storing, fill->initial_age, fill->cache_status);
+}
+
+static void start_fetch(h2o_req_t *req, enum fill_mode mode, h2o_iovec_t key, const uint8_t *hash, h2o_iovec_t path,
+                        int stale_present, struct st_shared_fill_t *shared);
+
+/* A waiter's fill changed: answer its client, go on sending, or fetch alone. */
+static void waiter_progress(struct st_reader_t *reader)
+{
+    struct st_shared_fill_t *sf = reader->shared;
+    if (sf == NULL)
+        return;
+    pthread_mutex_lock(&sf->mutex);
+    enum shared_state state = sf->state;
+    int origin_complete = sf->origin_complete;
+    pthread_mutex_unlock(&sf->mutex);
+    if (state == SF_WAIT_HEAD)
+        return;
+    if (reader->started) {
+        if (reader->waiting) {
+            reader->waiting = 0;
+            reader_pump(reader);
+        }
+        return;
+    }
+    h2o_req_t *req = reader->req;
+    if (state == SF_STORING || state == SF_DONE) {
+        int64_t age = edge_current_age(sf->initial_age, sf->response_time, now_sec());
+        const char *cs = sf->cache_status;
+        if (origin_complete) {
+            /* the whole response is in the cache and only its record is being written: served from
+             * stored bytes without waiting on the origin, this is a hit (RFC 9211 §2.1) */
+            char *buf = h2o_mem_alloc_pool(&req->pool, 48);
+            snprintf(buf, 48, "cdn-edge; hit; ttl=%" PRId64, sf->lifetime - age);
+            cs = buf;
+            EDGE_METRIC_ADD(req_hit, 1);
+        } else {
+            EDGE_METRIC_ADD(req_miss, 1);
+        }
+        respond_head(reader, sf->status, sf->reason, sf->headers, sf->num_headers, sf->framing, sf->content_length, 1,
+                     age, cs);
+        return;
+    }
+    if (state == SF_FAILED && sf->status == 0) {
+        /* the origin failed before answering: this client gets the same error as the fill's own */
+        reader_detach_shared(reader);
+        reader->finished = 1;
+        h2o_req_log_error(req, "edge/handler", "the fill this request waited on failed");
+        send_error(req, 502, "cdn-edge; fwd=miss; collapsed; detail=origin-error", "origin error");
+        return;
+    }
+    /* not storable (RFC 9111 §4: the waiters are released), or it failed midway: fetch alone */
+    reader_detach_shared(reader);
+    reader->finished = 1;
+    EDGE_METRIC_ADD(req_miss, 1);
+    start_fetch(req, FILL_CACHE, reader->key, reader->hash, reader->path, 0, NULL);
+}
+
+static void on_waiter_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+{
+    while (!h2o_linklist_is_empty(messages)) {
+        struct st_waiter_msg_t *m = H2O_STRUCT_FROM_MEMBER(struct st_waiter_msg_t, super.link, messages->next);
+        h2o_linklist_unlink(&m->super.link);
+        struct st_waiter_t *w = m->waiter;
+        free(m);
+        if (w->reader != NULL)
+            waiter_progress(w->reader);
+        waiter_unref(w);
+    }
 }
 
 /* --- request entry points --- */
@@ -810,13 +1161,15 @@ static h2o_iovec_t client_ip(h2o_req_t *req)
     return h2o_iovec_init(buf, strlen(buf));
 }
 
+/* Starts an origin fetch for this request; a cacheable one owns `shared` (NULL: not registered). */
 static void start_fetch(h2o_req_t *req, enum fill_mode mode, h2o_iovec_t key, const uint8_t *hash, h2o_iovec_t path,
-                        int stale_present)
+                        int stale_present, struct st_shared_fill_t *shared)
 {
     edge_thread_t *th = edge_this_thread;
     struct st_fill_t *fill = fill_new(th, mode);
     struct st_reader_t *reader = reader_new(req);
 
+    fill->shared = shared;
     fill->request_time = now_sec();
     fill->stale_present = stale_present;
     if (mode == FILL_CACHE) {
@@ -910,7 +1263,7 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
     if (edge_method_is_cacheable(req->method) == 0) {
         /* RFC 9111 §3: only GET and HEAD responses are stored here; everything else goes through */
         EDGE_METRIC_ADD(req_pass, 1);
-        start_fetch(req, FILL_PASS, h2o_iovec_init(NULL, 0), NULL, req->path, 0);
+        start_fetch(req, FILL_PASS, h2o_iovec_init(NULL, 0), NULL, req->path, 0, NULL);
         return 0;
     }
     if (edge_cache_key_build(&req->pool, req->scheme->name, req->authority, req->path, &key, &path) != 0) {
@@ -923,8 +1276,29 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
     int stale = 0;
     if (try_hit(req, rt, key, hash, &stale) == 0)
         return 0;
-    EDGE_METRIC_ADD(req_miss, 1);
-    start_fetch(req, FILL_CACHE, key, hash, path, stale);
+    /* a fill for this key in flight on any thread serves this client too */
+    struct st_waiter_t *w = h2o_mem_alloc(sizeof(*w));
+    memset(w, 0, sizeof(*w));
+    w->thread = edge_this_thread;
+    w->refcnt = 1;
+    struct st_shared_fill_t *mine = shared_new(hash), *sf;
+    if ((sf = registry_attach_or_register(hash, w, mine)) == NULL) {
+        free(w);
+        EDGE_METRIC_ADD(req_miss, 1);
+        start_fetch(req, FILL_CACHE, key, hash, path, stale, mine->registered ? mine : NULL);
+        if (!mine->registered)
+            shared_release(mine);
+        return 0;
+    }
+    shared_release(mine);
+    struct st_reader_t *reader = reader_new(req);
+    reader->shared = sf;
+    reader->waiter = w;
+    w->reader = reader;
+    reader->key = key;
+    reader->path = path;
+    memcpy(reader->hash, hash, EDGE_STORE_HASH_LEN);
+    waiter_progress(reader); /* the fill may be under way already */
     return 0;
 }
 
@@ -940,11 +1314,13 @@ void edge_handler_register(h2o_pathconf_t *pathconf, edge_runtime_t *rt)
 void edge_handler_thread_init(edge_thread_t *th)
 {
     h2o_multithread_register_receiver(th->ctx.queue, &th->store_receiver, on_store_messages);
+    h2o_multithread_register_receiver(th->ctx.queue, &th->fill_receiver, on_waiter_messages);
     h2o_timeout_init(th->ctx.loop, &th->write_timeout, th->rt->conf->write_timeout_ms);
 }
 
 void edge_handler_thread_dispose(edge_thread_t *th)
 {
     h2o_multithread_unregister_receiver(th->ctx.queue, &th->store_receiver);
+    h2o_multithread_unregister_receiver(th->ctx.queue, &th->fill_receiver);
     h2o_timeout_dispose(th->ctx.loop, &th->write_timeout);
 }

@@ -443,6 +443,7 @@ int main(int argc, char **argv)
         h2o_multithread_send_message(&extras[i].control, &extras[i].stop_msg);
     for (unsigned i = 0; i != g.num_threads; ++i)
         pthread_join(tids[i], NULL);
+    free(tids);
     edge_store_close(g.rt.store); /* applies what the workers queued, then syncs */
     g.rt.store = NULL;
     fprintf(stderr, "cdn-edge: stopped\n");

@@ -138,7 +138,7 @@ static void on_step(h2o_timeout_entry_t *entry)
 /* Sends the head, then either ends or schedules the body. */
 static void respond(origin_fetch_t *fetch, int status, const char *reason, h2o_header_t *headers, size_t num_headers)
 {
-    origin_response_t res = {status, h2o_iovec_init(reason, strlen(reason)), headers, num_headers, fetch->content_length,
+    origin_response_t res = {status,        h2o_iovec_init(reason, strlen(reason)), headers, num_headers, fetch->content_length,
                              fetch->framing};
 
     fetch->phase = ORIGIN_PHASE_BODY;

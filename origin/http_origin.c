@@ -32,8 +32,8 @@
 #include <string.h>
 #include "origin/origin_private.h"
 
-static h2o_http1client_head_cb on_connect(h2o_http1client_t *client, const char *errstr, h2o_iovec_t **reqbufs,
-                                          size_t *reqbufcnt, int *method_is_head);
+static h2o_http1client_head_cb on_connect(h2o_http1client_t *client, const char *errstr, h2o_iovec_t **reqbufs, size_t *reqbufcnt,
+                                          int *method_is_head);
 static h2o_http1client_body_cb on_head(h2o_http1client_t *client, const char *errstr, int minor_version, int status,
                                        h2o_iovec_t msg, h2o_header_t *headers, size_t num_headers, int rlen);
 static int on_body(h2o_http1client_t *client, const char *errstr);
@@ -92,8 +92,7 @@ static int body_end_error(origin_fetch_t *fetch, const char *errstr, h2o_socket_
         /* see the top comment: a chunked end without fresh bytes is a close at a chunk boundary */
         if (fetch->framing == ORIGIN_FRAMING_CHUNKED && sock->bytes_read == 0)
             return ORIGIN_ETRUNCATED;
-        if (fetch->framing == ORIGIN_FRAMING_LENGTH &&
-            fetch->received + sock->input->size != (uint64_t)fetch->content_length)
+        if (fetch->framing == ORIGIN_FRAMING_LENGTH && fetch->received + sock->input->size != (uint64_t)fetch->content_length)
             return ORIGIN_ETRUNCATED;
         return 0;
     }
@@ -104,17 +103,19 @@ static int body_end_error(origin_fetch_t *fetch, const char *errstr, h2o_socket_
     return ORIGIN_EPROTO;
 }
 
-/* Hands sock->input to on_body. @return 0, or -1 when the fetch was cancelled inside (not freed yet) */
+/* Hands sock->input to on_body in slices, stopping as soon as the callee pauses (what is left stays
+ * in sock->input until resume), so a paused fetch never forces the edge to take more than one slice.
+ * @return 0, or -1 when the fetch was cancelled inside (not freed yet) */
 static int deliver_input(origin_fetch_t *fetch)
 {
     h2o_socket_t *sock = fetch->client->sock;
-    size_t size = sock->input->size;
 
-    if (size == 0)
-        return 0;
-    if (origin__emit_body(fetch, sock->input->bytes, size) != 0)
-        return -1;
-    h2o_buffer_consume(&sock->input, size);
+    while (sock->input->size != 0 && !fetch->paused) {
+        size_t n = sock->input->size < ORIGIN_DELIVER_SLICE ? sock->input->size : ORIGIN_DELIVER_SLICE;
+        if (origin__emit_body(fetch, sock->input->bytes, n) != 0)
+            return -1;
+        h2o_buffer_consume(&sock->input, n);
+    }
     return 0;
 }
 
@@ -176,8 +177,8 @@ static void on_deferred_final(h2o_timeout_entry_t *entry)
 
 /* --- h2o callbacks --- */
 
-static h2o_http1client_head_cb on_connect(h2o_http1client_t *client, const char *errstr, h2o_iovec_t **reqbufs,
-                                          size_t *reqbufcnt, int *method_is_head)
+static h2o_http1client_head_cb on_connect(h2o_http1client_t *client, const char *errstr, h2o_iovec_t **reqbufs, size_t *reqbufcnt,
+                                          int *method_is_head)
 {
     origin_fetch_t *fetch = client->data;
 
@@ -187,6 +188,10 @@ static h2o_http1client_head_cb on_connect(h2o_http1client_t *client, const char 
         origin__emit_end(fetch, strcmp(errstr, "connection timeout") == 0 ? ORIGIN_ECONNECT_TIMEOUT : ORIGIN_ECONNECT);
         return NULL;
     }
+    /* h2o's read loop drains the whole kernel buffer into sock->input before a pause can take
+     * effect: bound that buffer so one read event brings at most ORIGIN_RCVBUF_BYTES */
+    int rcvbuf = ORIGIN_RCVBUF_BYTES;
+    setsockopt(h2o_socket_get_fd(client->sock), SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
     *reqbufs = fetch->reqbufs;
     *reqbufcnt = fetch->reqbufcnt;
     *method_is_head = fetch->is_head;
@@ -211,9 +216,14 @@ static h2o_http1client_body_cb on_head(h2o_http1client_t *client, const char *er
         origin__emit_end(fetch, head_error(errstr));
         return NULL;
     }
-    /* we never ask for an upgrade; 1xx other than 101 were consumed by h2o */
+    /*
+     * We never ask for an upgrade (1xx other than 101 were consumed by h2o). Both Content-Length and
+     * chunked is refused: RFC 9112 §6.3 calls it a smuggling sign, and h2o 2.2.5 parses Content-Length
+     * into the union that holds the chunked decoder, which then decodes garbage (seen: a hang).
+     */
     if (status < 200 || status > 999 ||
-        origin__filter_response_headers(&fetch->pool, headers, num_headers, &kept, &num_kept, &content_length, &is_chunked) != 0) {
+        origin__filter_response_headers(&fetch->pool, headers, num_headers, &kept, &num_kept, &content_length, &is_chunked) != 0 ||
+        (is_chunked && content_length >= 0)) {
         fetch->client = NULL;
         origin__emit_end(fetch, ORIGIN_EPROTO);
         return NULL;
@@ -350,8 +360,8 @@ void origin__http_ctx_init(origin_ctx_t *octx)
     if (backstop < 2 * longest)
         backstop = 2 * longest;
     h2o_timeout_init(octx->loop, &octx->io_timeout, backstop);
-    octx->client_ctx = (h2o_http1client_ctx_t){octx->loop, &octx->ctx->receivers.hostinfo_getaddr, &octx->io_timeout, NULL,
-                                               origin->ssl_ctx};
+    octx->client_ctx =
+        (h2o_http1client_ctx_t){octx->loop, &octx->ctx->receivers.hostinfo_getaddr, &octx->io_timeout, NULL, origin->ssl_ctx};
 
     h2o_socketpool_init_by_address(&octx->pool, (struct sockaddr *)&origin->addr, origin->addrlen, origin->is_tls,
                                    origin->max_connections_per_loop);

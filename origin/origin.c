@@ -231,8 +231,7 @@ void origin_ctx_destroy(origin_ctx_t *octx)
     free(octx);
 }
 
-origin_fetch_t *origin_fetch_start(origin_ctx_t *octx, const origin_request_t *req, const origin_callbacks_t *cb,
-                                   void *data)
+origin_fetch_t *origin_fetch_start(origin_ctx_t *octx, const origin_request_t *req, const origin_callbacks_t *cb, void *data)
 {
     origin_fetch_t *fetch = origin__fetch_alloc(octx, cb, data);
 

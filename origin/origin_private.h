@@ -24,6 +24,15 @@
 #ifndef ORIGIN_DIR_CHUNK_SIZE
 #define ORIGIN_DIR_CHUNK_SIZE (64 * 1024)
 #endif
+/* Body bytes handed to on_body per call: a pause takes effect between two slices. */
+#ifndef ORIGIN_DELIVER_SLICE
+#define ORIGIN_DELIVER_SLICE (64 * 1024)
+#endif
+/* SO_RCVBUF of origin connections: bounds what one read event can pull in (h2o 2.2.5 reads until
+ * the kernel buffer is empty). 256 KiB keeps a loopback or LAN origin at full speed. */
+#ifndef ORIGIN_RCVBUF_BYTES
+#define ORIGIN_RCVBUF_BYTES (256 * 1024)
+#endif
 /*
  * The http1client's own io_timeout. Our connect / first-byte / idle timers are shorter and fire first;
  * this one only ends a fetch that stays paused longer than this (h2o keeps its timer running while the
@@ -41,7 +50,7 @@ struct st_origin_t {
     int is_tls;
     struct sockaddr_storage addr; /* resolved once in origin_create */
     socklen_t addrlen;
-    SSL_CTX *ssl_ctx;             /* https only */
+    SSL_CTX *ssl_ctx; /* https only */
     uint64_t connect_timeout_ms, first_byte_timeout_ms, idle_timeout_ms, pool_idle_timeout_ms;
     unsigned max_connections_per_loop;
     /* directory */
@@ -104,10 +113,10 @@ struct st_origin_fetch_t {
     unsigned read_stopped : 1;
     unsigned has_final : 1; /* http: the client ended while paused; `pending` and `final_err` wait for resume */
     unsigned in_cb;
-    int deferred_err;              /* for on_deferred_end */
-    h2o_timeout_entry_t timer;     /* connect, first-byte or idle timer: one at a time */
-    h2o_timeout_entry_t defer;     /* in octx->zero */
-    h2o_timeout_entry_t bounce;    /* in octx->bounce */
+    int deferred_err;           /* for on_deferred_end */
+    h2o_timeout_entry_t timer;  /* connect, first-byte or idle timer: one at a time */
+    h2o_timeout_entry_t defer;  /* in octx->zero */
+    h2o_timeout_entry_t bounce; /* in octx->bounce */
     origin_framing_t framing;
     int64_t content_length;
     uint64_t received;
@@ -122,9 +131,9 @@ struct st_origin_fetch_t {
     /* directory */
     h2o_iovec_t method;
     h2o_iovec_t path;
-    int fd;                 /* the file being sent, -1 when none */
-    uint64_t offset;        /* next byte of the file to read */
-    const char *mem_body;   /* or a static body (the 404 page) */
+    int fd;               /* the file being sent, -1 when none */
+    uint64_t offset;      /* next byte of the file to read */
+    const char *mem_body; /* or a static body (the 404 page) */
     size_t mem_len;
 };
 

@@ -16,8 +16,16 @@
 #include <strings.h>
 #include "origin/origin_private.h"
 
-static const char *const hop_by_hop[] = {"connection", "keep-alive",  "proxy-connection", "proxy-authenticate",
-                                         "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade", NULL};
+static const char *const hop_by_hop[] = {"connection",
+                                         "keep-alive",
+                                         "proxy-connection",
+                                         "proxy-authenticate",
+                                         "proxy-authorization",
+                                         "te",
+                                         "trailer",
+                                         "transfer-encoding",
+                                         "upgrade",
+                                         NULL};
 
 static int has_bad_bytes(const char *s, size_t len)
 {
@@ -98,8 +106,8 @@ static int drop_request_header(const origin_request_t *req, const h2o_header_t *
     const h2o_header_t *all = req->headers->entries;
     size_t num = req->headers->size;
     static const char *const always[] = {"host", "content-length", "expect", "x-forwarded-for", "x-forwarded-proto", "via", NULL};
-    static const char *const for_cache[] = {"accept-encoding",     "if-none-match", "if-modified-since", "if-match",
-                                            "if-unmodified-since", "if-range",      "range",             NULL};
+    static const char *const for_cache[] = {
+        "accept-encoding", "if-none-match", "if-modified-since", "if-match", "if-unmodified-since", "if-range", "range", NULL};
 
     if (h->name->len == 0 || has_bad_bytes(h->name->base, h->name->len) || has_bad_bytes(h->value.base, h->value.len))
         return 1;
@@ -191,8 +199,7 @@ h2o_iovec_t origin_build_request_head(h2o_mem_pool_t *pool, const origin_request
         sb_adds(&sb, "accept-encoding: identity\r\n");
     sb_adds(&sb, "connection: keep-alive\r\n");
     /* RFC 9110 §8.6: a user agent SHOULD send Content-Length: 0 on POST/PUT/PATCH without content */
-    if (req->body.len != 0 || is_method(req->method, "POST") || is_method(req->method, "PUT") ||
-        is_method(req->method, "PATCH")) {
+    if (req->body.len != 0 || is_method(req->method, "POST") || is_method(req->method, "PUT") || is_method(req->method, "PATCH")) {
         sb_adds(&sb, "content-length: ");
         sb_add(&sb, lenbuf, sprintf(lenbuf, "%zu", req->body.len));
         sb_adds(&sb, "\r\n");
