@@ -137,6 +137,23 @@ class Eviction(EdgeTestCase):
         # the latest object is kept
         self.assertHit(self.get(targets[-1]))
 
+    def test_a_hot_object_survives_eviction(self):
+        # second chance: an object hit since eviction last looked at it is kept while cold ones go
+        edge = self.start_edge({"cache": {"max_size": "8MiB", "max_object_size": "1MiB"}})
+        hot = url("/big/hot", cc="max-age=600", size=500 << 10)
+        self.assertStored(self.get(hot))
+        cold = [url("/big/cold%d" % i, cc="max-age=600", size=500 << 10) for i in range(40)]
+        for t in cold:
+            self.assertEqual(self.get(t).status, 200)
+            self.assertEqual(self.get(hot).status, 200)
+        m = edge.metrics()
+        self.assertGreater(m.get("cdn_edge_evictions_total"), 0)
+        self.assertHit(self.get(hot))
+        self.assertEqual(self.origin.count(hot), 1, "the hot object was evicted and fetched again")
+        self.assertGreater(sum(1 for t in cold[:10] if self.origin.count(t) == 1 and
+                               self.get(t).edge_status().get("hit") is not True), 0,
+                           "no cold object was evicted")
+
 
 if __name__ == "__main__":
     unittest.main()
