@@ -94,6 +94,14 @@ class BasicCache(EdgeTestCase):
                                            % (t, self.edge.port)).encode())
         self.assertEqual(raw.partition(b"\r\n\r\n")[2], b"", "a HEAD hit carried a body")
 
+    def test_one_date_header_and_hop_by_hop_dropped(self):
+        # the origin sends its own Date; h2o writes one: the client must see exactly one
+        t = url("/r/date", cc="max-age=60")
+        for r in (self.get(t), self.get(t), self.request("POST", t, body=b"x")):
+            self.assertEqual(r.header_count("date"), 1, r)
+            self.assertEqual(r.header_count("keep-alive"), 0, r)
+            self.assertEqual(r.header_count("cache-status"), 1, r)
+
     def test_forwarded_request_headers(self):
         t = url("/r/fwd", cc="max-age=60")
         self.get(t, headers={"Accept-Encoding": "gzip, br", "X-Custom": "kept"})
