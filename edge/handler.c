@@ -22,6 +22,7 @@
  * - Store op completions arrive on the writer thread and are posted to the owning thread's
  *   store_receiver, where they update the fill.
  */
+#define _GNU_SOURCE /* memmem */
 #define H2O_USE_LIBUV 0
 #include <arpa/inet.h>
 #include <assert.h>
@@ -55,8 +56,16 @@ struct st_fill_t;
 /* A store completion posted from the writer thread to the owner's loop. */
 struct st_store_msg_t {
     h2o_multithread_message_t super;
-    int is_commit;
+    int is_commit; /* 0: a chunk op, 1: the commit, 2: an invalidation */
     int result;
+};
+
+/* An invalidation after an unsafe request: its response waits until the writer applied it, so a
+ * client that reads after its own write never gets the old object. */
+struct st_inval_op_t {
+    edge_store_op_t op;
+    struct st_store_msg_t msg;
+    struct st_fill_t *fill;
 };
 
 struct st_chunk_t {
@@ -134,6 +143,8 @@ struct st_fill_t {
     struct st_shared_fill_t *shared; /* cacheable fills: what other requests for the key attach to */
     unsigned refcnt;
     enum fill_mode mode;
+    int invalidates;       /* an unsafe request whose success invalidates its target (RFC 9111 §4.4) */
+    unsigned pending_invalidations; /* the response head waits for these store ops */
     origin_fetch_t *fetch; /* NULL once the origin side ended */
     h2o_mem_pool_t pool;   /* the response head and key */
     h2o_iovec_t key;
@@ -186,6 +197,7 @@ struct st_reader_t {
     h2o_iovec_t key, path;      /* to fetch on its own when the shared fill turns out unstorable */
     uint8_t hash[EDGE_STORE_HASH_LEN];
     unsigned is_head : 1, sending : 1, waiting : 1, started : 1, finished : 1;
+    unsigned only_if_cached : 1; /* RFC 9111 §5.2.1.7: never go to the origin for this client */
     h2o_timeout_entry_t watchdog;
 };
 
@@ -242,11 +254,27 @@ static void add_age(h2o_req_t *req, int64_t age)
 
 /* Copies a stored or received header to the response, minus what h2o writes itself (Date) and what
  * the cache recomputes (Age). */
+/* Fields meant for this cache alone (RFC 9213 targeted fields, surrogate keys and cache tags): they
+ * rule or index the cache and never reach clients. None of them is an h2o token. */
+static int is_internal_response_header(const h2o_iovec_t *name)
+{
+    static const h2o_iovec_t internal[] = {{H2O_STRLIT("cdn-cache-control")}, {H2O_STRLIT("surrogate-control")},
+                                           {H2O_STRLIT("surrogate-key")},     {H2O_STRLIT("cache-tag")},
+                                           {H2O_STRLIT("x-next-cache-tags")}};
+    if (h2o_iovec_is_token(name))
+        return 0;
+    for (size_t i = 0; i != sizeof(internal) / sizeof(internal[0]); ++i)
+        if (h2o_memis(name->base, name->len, internal[i].base, internal[i].len))
+            return 1;
+    return 0;
+}
+
 static void copy_response_headers(h2o_req_t *req, const h2o_header_t *headers, size_t num, int drop_age)
 {
     for (size_t i = 0; i != num; ++i) {
         const h2o_header_t *h = headers + i;
-        if (h->name == &H2O_TOKEN_DATE->buf || (drop_age && h->name == &H2O_TOKEN_AGE->buf))
+        if (h->name == &H2O_TOKEN_DATE->buf || (drop_age && h->name == &H2O_TOKEN_AGE->buf) ||
+            is_internal_response_header(h->name))
             continue;
         if (h2o_iovec_is_token(h->name)) {
             h2o_add_header(&req->pool, &req->res.headers, (const h2o_token_t *)h->name, h->orig_name, h->value.base,
@@ -272,6 +300,7 @@ static void fill_unref(struct st_fill_t *fill);
 static void reader_pump(struct st_reader_t *reader);
 static void shared_update(struct st_shared_fill_t *sf, enum shared_state state, uint64_t committed);
 static void shared_release(struct st_shared_fill_t *sf);
+static void fill_respond_heads(struct st_fill_t *fill);
 static void on_chunk_done(edge_store_op_t *op, int result);
 static void on_commit_done(edge_store_op_t *op, int result);
 static void on_abort_done(edge_store_op_t *op, int result);
@@ -406,7 +435,7 @@ static struct st_shared_fill_t *registry_attach_or_register(const uint8_t *hash,
         pthread_mutex_unlock(&sf->mutex);
         break;
     }
-    if (!found) {
+    if (!found && mine != NULL) {
         h2o_linklist_insert(bucket, &mine->registry_link);
         mine->registered = 1;
     }
@@ -563,7 +592,15 @@ static void on_store_messages(h2o_multithread_receiver_t *receiver, h2o_linklist
         struct st_store_msg_t *msg = H2O_STRUCT_FROM_MEMBER(struct st_store_msg_t, super.link, messages->next);
         h2o_linklist_unlink(&msg->super.link);
         struct st_fill_t *fill;
-        if (msg->is_commit) {
+        if (msg->is_commit == 2) {
+            struct st_inval_op_t *iop = H2O_STRUCT_FROM_MEMBER(struct st_inval_op_t, msg, msg);
+            fill = iop->fill;
+            if (msg->result != 0 && msg->result != EDGE_STORE_NOTFOUND)
+                EDGE_METRIC_ADD(store_errors, 1);
+            free(iop);
+            if (--fill->pending_invalidations == 0)
+                fill_respond_heads(fill);
+        } else if (msg->is_commit) {
             fill = H2O_STRUCT_FROM_MEMBER(struct st_fill_t, commit_msg, msg);
             if (msg->result == 0) {
                 fill->committed_ok = 1;
@@ -616,6 +653,104 @@ static int request_has_authorization(h2o_req_t *req)
 
 static void reader_respond_head(struct st_reader_t *reader);
 static void reader_detach(struct st_reader_t *reader);
+static void fill_respond_heads(struct st_fill_t *fill);
+
+/**
+ * RFC 9213 §2.2: when a targeted field this cache implements is present (CDN-Cache-Control, then
+ * Surrogate-Control), its directives rule this cache and Cache-Control and Expires are ignored; the
+ * client still gets Cache-Control untouched. @return the header array the storing rules read: the
+ * response's own, or a copy in which the targeted field stands in for Cache-Control.
+ */
+static size_t targeted_cache_headers(h2o_mem_pool_t *pool, h2o_header_t *headers, size_t num, h2o_header_t **out)
+{
+    static const h2o_iovec_t targets[] = {{H2O_STRLIT("cdn-cache-control")}, {H2O_STRLIT("surrogate-control")}};
+    for (size_t t = 0; t != sizeof(targets) / sizeof(targets[0]); ++t) {
+        size_t found = 0;
+        for (size_t i = 0; i != num; ++i)
+            if (!h2o_iovec_is_token(headers[i].name) &&
+                h2o_memis(headers[i].name->base, headers[i].name->len, targets[t].base, targets[t].len) &&
+                headers[i].value.len != 0)
+                ++found;
+        if (found == 0)
+            continue;
+        h2o_header_t *copy = h2o_mem_alloc_pool(pool, sizeof(*copy) * num);
+        size_t n = 0;
+        for (size_t i = 0; i != num; ++i) {
+            if (headers[i].name == &H2O_TOKEN_CACHE_CONTROL->buf || headers[i].name == &H2O_TOKEN_EXPIRES->buf)
+                continue;
+            copy[n] = headers[i];
+            if (!h2o_iovec_is_token(headers[i].name) &&
+                h2o_memis(headers[i].name->base, headers[i].name->len, targets[t].base, targets[t].len))
+                copy[n].name = &H2O_TOKEN_CACHE_CONTROL->buf;
+            ++n;
+        }
+        *out = copy;
+        return n;
+    }
+    *out = headers;
+    return num;
+}
+
+/* The origin part of a cache key: "scheme://host[:port]". */
+static h2o_iovec_t key_origin(h2o_iovec_t key)
+{
+    const char *p = memmem(key.base, key.len, "://", 3);
+    if (p == NULL)
+        return h2o_iovec_init(NULL, 0);
+    const char *slash = memchr(p + 3, '/', key.base + key.len - (p + 3));
+    return h2o_iovec_init(key.base, (slash != NULL ? slash : key.base + key.len) - key.base);
+}
+
+/**
+ * RFC 9111 §4.4: a non-error response to an unsafe request invalidates the target URI, and the URIs in
+ * Location and Content-Location when they have the same origin (so a client cannot purge another site).
+ */
+static void on_inval_done(edge_store_op_t *op, int result)
+{
+    struct st_inval_op_t *iop = H2O_STRUCT_FROM_MEMBER(struct st_inval_op_t, op, op);
+    iop->msg.is_commit = 2;
+    iop->msg.result = result;
+    h2o_multithread_send_message(&iop->fill->thread->store_receiver, &iop->msg.super);
+}
+
+static void submit_invalidation(struct st_fill_t *fill, h2o_iovec_t key)
+{
+    struct st_inval_op_t *iop = h2o_mem_alloc(sizeof(*iop));
+    memset(iop, 0, sizeof(*iop));
+    iop->op.kind = EDGE_STORE_OP_DELETE;
+    edge_store_hash(key.base, key.len, iop->op.hash);
+    iop->op.on_done = on_inval_done;
+    iop->fill = fill;
+    ++fill->pending_invalidations;
+    ++fill->ops_in_flight;
+    ++fill->refcnt;
+    edge_store_submit(fill->thread->rt->store, &iop->op);
+}
+
+static void invalidate_after_unsafe(struct st_fill_t *fill, h2o_req_t *req)
+{
+    h2o_iovec_t target_key = fill->key, target_origin = key_origin(target_key);
+
+    submit_invalidation(fill, target_key);
+    for (size_t i = 0; i != fill->num_headers; ++i) {
+        const h2o_header_t *h = fill->headers + i;
+        if (h->name != &H2O_TOKEN_LOCATION->buf && h->name != &H2O_TOKEN_CONTENT_LOCATION->buf)
+            continue;
+        h2o_iovec_t key, path;
+        int r;
+        if (h->value.len != 0 && h->value.base[0] == '/' && (h->value.len == 1 || h->value.base[1] != '/')) {
+            r = edge_cache_key_build(&req->pool, req->scheme->name, req->authority, h->value, &key, &path);
+        } else {
+            h2o_url_t url;
+            if (h2o_url_parse(h->value.base, h->value.len, &url) != 0)
+                continue;
+            r = edge_cache_key_build(&req->pool, url.scheme->name, url.authority, url.path, &key, &path);
+        }
+        h2o_iovec_t origin = key_origin(key);
+        if (r == 0 && h2o_memis(origin.base, origin.len, target_origin.base, target_origin.len))
+            submit_invalidation(fill, key);
+    }
+}
 
 static void on_origin_head(origin_fetch_t *fetch, void *data, const origin_response_t *res)
 {
@@ -645,9 +780,14 @@ static void on_origin_head(origin_fetch_t *fetch, void *data, const origin_respo
         dst->value = h2o_strdup(pool, src->value.base, src->value.len);
     }
 
+    if (fill->invalidates && fill->status >= 200 && fill->status < 400 && !h2o_linklist_is_empty(&fill->readers))
+        invalidate_after_unsafe(fill, H2O_STRUCT_FROM_MEMBER(struct st_reader_t, link, fill->readers.next)->req);
+
     if (fill->mode == FILL_CACHE) {
         edge_response_facts_t facts;
-        edge_response_facts_from_headers(&facts, fill->status, fill->headers, fill->num_headers, fill->content_length);
+        h2o_header_t *rules;
+        size_t num_rules = targeted_cache_headers(&fill->pool, fill->headers, fill->num_headers, &rules);
+        edge_response_facts_from_headers(&facts, fill->status, rules, num_rules, fill->content_length);
         /* the first reader's request decides the Authorization rule (RFC 9111 §3.5) */
         int auth = 0;
         if (!h2o_linklist_is_empty(&fill->readers))
@@ -659,6 +799,10 @@ static void on_origin_head(origin_fetch_t *fetch, void *data, const origin_respo
             verdict = EDGE_VERDICT_TRUNCATED;
         fill->initial_age = edge_initial_age(&facts, fill->request_time, fill->response_time);
         fill->lifetime = edge_freshness_lifetime(&facts, fill->response_time);
+        /* RFC 9111 §5.2.2.4: no-cache may be stored but never used without validation (the field-named
+         * form is treated the same, conservatively): it is stored already stale */
+        if (facts.cc.no_cache)
+            fill->lifetime = 0;
         const char *fwd = fill->stale_present ? "stale" : "miss";
         if (verdict == EDGE_VERDICT_STORE) {
             fill->storing = 1;
@@ -693,12 +837,20 @@ static void on_origin_head(origin_fetch_t *fetch, void *data, const origin_respo
         }
     }
 
+    if (fill->pending_invalidations == 0)
+        fill_respond_heads(fill);
+}
+
+/* Answers every client of the fill with its head (after any invalidation it waited for). */
+static void fill_respond_heads(struct st_fill_t *fill)
+{
     ++fill->refcnt;
     h2o_linklist_t *l = fill->readers.next;
     while (l != &fill->readers) {
         struct st_reader_t *r = H2O_STRUCT_FROM_MEMBER(struct st_reader_t, link, l);
         l = l->next;
-        reader_respond_head(r);
+        if (!r->started && !r->finished)
+            reader_respond_head(r);
     }
     if (h2o_linklist_is_empty(&fill->readers) && !fill->storing && fill->fetch != NULL) {
         /* nobody to serve and nothing to store */
@@ -1099,10 +1251,18 @@ static void waiter_progress(struct st_reader_t *reader)
         return;
     }
     h2o_req_t *req = reader->req;
-    if (state == SF_STORING || state == SF_DONE) {
-        int64_t age = edge_current_age(sf->initial_age, sf->response_time, now_sec());
+    int64_t age = edge_current_age(sf->initial_age, sf->response_time, now_sec());
+    if (reader->only_if_cached && !((state == SF_STORING || state == SF_DONE) && origin_complete && age < sf->lifetime)) {
+        reader_detach_shared(reader);
+        reader->finished = 1;
+        send_error(req, 504, "cdn-edge; fwd=miss; detail=only-if-cached", "not in the cache (only-if-cached)");
+        return;
+    }
+    /* a response that may not be reused without validation (no-cache, max-age=0) serves only its own
+     * request: a waiter goes to the origin itself */
+    if ((state == SF_STORING || state == SF_DONE) && sf->lifetime > 0) {
         const char *cs = sf->cache_status;
-        if (origin_complete) {
+        if (origin_complete && age < sf->lifetime) {
             /* the whole response is in the cache and only its record is being written: served from
              * stored bytes without waiting on the origin, this is a hit (RFC 9211 §2.1) */
             char *buf = h2o_mem_alloc_pool(&req->pool, 48);
@@ -1116,7 +1276,7 @@ static void waiter_progress(struct st_reader_t *reader)
                      age, cs);
         return;
     }
-    if (state == SF_FAILED && sf->status == 0) {
+    if (state == SF_FAILED && sf->status == 0 && !reader->only_if_cached) {
         /* the origin failed before answering: this client gets the same error as the fill's own */
         reader_detach_shared(reader);
         reader->finished = 1;
@@ -1175,6 +1335,10 @@ static void start_fetch(h2o_req_t *req, enum fill_mode mode, h2o_iovec_t key, co
     if (mode == FILL_CACHE) {
         fill->key = h2o_strdup(&fill->pool, key.base, key.len);
         memcpy(fill->hash, hash, EDGE_STORE_HASH_LEN);
+    } else if (key.len != 0) {
+        fill->key = h2o_strdup(&fill->pool, key.base, key.len);
+        fill->invalidates = 1;
+        fill->cache_status = "cdn-edge; fwd=method";
     } else {
         fill->key = h2o_strdup(&fill->pool, req->path.base, req->path.len);
         fill->cache_status = "cdn-edge; fwd=method";
@@ -1254,6 +1418,16 @@ Miss:
     return 1;
 }
 
+static int request_only_if_cached(h2o_req_t *req)
+{
+    edge_cc_t cc;
+    ssize_t i = -1;
+    memset(&cc, 0, sizeof(cc));
+    while ((i = h2o_find_header(&req->headers, H2O_TOKEN_CACHE_CONTROL, i)) != -1)
+        edge_cc_parse(&cc, req->headers.entries[i].value.base, req->headers.entries[i].value.len);
+    return cc.only_if_cached;
+}
+
 static int on_req(h2o_handler_t *_self, h2o_req_t *req)
 {
     struct st_edge_handler_t *self = (void *)_self;
@@ -1263,7 +1437,9 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
     if (edge_method_is_cacheable(req->method) == 0) {
         /* RFC 9111 §3: only GET and HEAD responses are stored here; everything else goes through */
         EDGE_METRIC_ADD(req_pass, 1);
-        start_fetch(req, FILL_PASS, h2o_iovec_init(NULL, 0), NULL, req->path, 0, NULL);
+        int keyed = edge_method_is_unsafe(req->method) &&
+                    edge_cache_key_build(&req->pool, req->scheme->name, req->authority, req->path, &key, &path) == 0;
+        start_fetch(req, FILL_PASS, keyed ? key : h2o_iovec_init(NULL, 0), NULL, req->path, 0, NULL);
         return 0;
     }
     if (edge_cache_key_build(&req->pool, req->scheme->name, req->authority, req->path, &key, &path) != 0) {
@@ -1276,14 +1452,21 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
     int stale = 0;
     if (try_hit(req, rt, key, hash, &stale) == 0)
         return 0;
+    /* RFC 9111 §5.2.1.7: the client forbids going to the origin; only a whole response in flight serves */
+    int only_if_cached = request_only_if_cached(req);
     /* a fill for this key in flight on any thread serves this client too */
     struct st_waiter_t *w = h2o_mem_alloc(sizeof(*w));
     memset(w, 0, sizeof(*w));
     w->thread = edge_this_thread;
     w->refcnt = 1;
     struct st_shared_fill_t *mine = shared_new(hash), *sf;
-    if ((sf = registry_attach_or_register(hash, w, mine)) == NULL) {
+    if ((sf = registry_attach_or_register(hash, w, only_if_cached ? NULL : mine)) == NULL) {
         free(w);
+        if (only_if_cached) {
+            shared_release(mine);
+            send_error(req, 504, "cdn-edge; fwd=miss; detail=only-if-cached", "not in the cache (only-if-cached)");
+            return 0;
+        }
         EDGE_METRIC_ADD(req_miss, 1);
         start_fetch(req, FILL_CACHE, key, hash, path, stale, mine->registered ? mine : NULL);
         if (!mine->registered)
@@ -1294,6 +1477,7 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
     struct st_reader_t *reader = reader_new(req);
     reader->shared = sf;
     reader->waiter = w;
+    reader->only_if_cached = only_if_cached;
     w->reader = reader;
     reader->key = key;
     reader->path = path;

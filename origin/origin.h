@@ -59,6 +59,8 @@ typedef struct st_origin_request_t {
     int for_cache;                /* a fill for the cache: Accept-Encoding is sent as `identity`, and
                                      If-None-Match, If-Modified-Since, If-Match, If-Unmodified-Since,
                                      If-Range and Range are dropped so the whole response comes back */
+    h2o_iovec_t if_none_match;    /* for_cache only: the stored response's validators, sent when a */
+    h2o_iovec_t if_modified_since; /* stale object is revalidated (RFC 9111 §4.3.1); empty: not sent */
 } origin_request_t;
 
 typedef struct st_origin_response_t {

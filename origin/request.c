@@ -105,7 +105,13 @@ static int drop_request_header(const origin_request_t *req, const h2o_header_t *
 {
     const h2o_header_t *all = req->headers->entries;
     size_t num = req->headers->size;
-    static const char *const always[] = {"host", "content-length", "expect", "x-forwarded-for", "x-forwarded-proto", "via", NULL};
+    static const char *const always[] = {"host", "content-length", "expect", "x-forwarded-for", "x-forwarded-proto", "via",
+                                         /* the cache's own fields, never a client's to set (DESIGN.md "A request") */
+                                         "cdn-cache-control", "surrogate-control", "surrogate-key", "cache-tag",
+                                         /* request headers a Next.js origin trusts internally: a client setting
+                                          * them could skip middleware or trigger revalidation */
+                                         "x-middleware-subrequest", "next-resume", "x-prerender-revalidate",
+                                         "x-now-route-matches", NULL};
     static const char *const for_cache[] = {
         "accept-encoding", "if-none-match", "if-modified-since", "if-match", "if-unmodified-since", "if-range", "range", NULL};
 
@@ -148,7 +154,8 @@ static void add_joined(struct st_strbuf_t *sb, const origin_request_t *req, cons
 h2o_iovec_t origin_build_request_head(h2o_mem_pool_t *pool, const origin_request_t *req)
 {
     struct st_strbuf_t sb;
-    size_t cap = 512 + req->method.len + req->path.len + req->authority.len + req->client_ip.len;
+    size_t cap = 512 + req->method.len + req->path.len + req->authority.len + req->client_ip.len + req->if_none_match.len +
+                 req->if_modified_since.len;
     char lenbuf[sizeof(H2O_UINT64_LONGEST_STR)];
 
     if (!is_request_line_safe(req->method) || !is_request_line_safe(req->path) || req->path.base[0] == '\0')
@@ -195,8 +202,20 @@ h2o_iovec_t origin_build_request_head(h2o_mem_pool_t *pool, const origin_request
     sb_adds(&sb, "via: ");
     add_joined(&sb, req, "via");
     sb_adds(&sb, "1.1 cdn-edge\r\n");
-    if (req->for_cache)
+    if (req->for_cache) {
         sb_adds(&sb, "accept-encoding: identity\r\n");
+        /* revalidation of a stored response with its own validators (RFC 9111 §4.3.1) */
+        if (req->if_none_match.len != 0 && !has_bad_bytes(req->if_none_match.base, req->if_none_match.len)) {
+            sb_adds(&sb, "if-none-match: ");
+            sb_add(&sb, req->if_none_match.base, req->if_none_match.len);
+            sb_adds(&sb, "\r\n");
+        }
+        if (req->if_modified_since.len != 0 && !has_bad_bytes(req->if_modified_since.base, req->if_modified_since.len)) {
+            sb_adds(&sb, "if-modified-since: ");
+            sb_add(&sb, req->if_modified_since.base, req->if_modified_since.len);
+            sb_adds(&sb, "\r\n");
+        }
+    }
     sb_adds(&sb, "connection: keep-alive\r\n");
     /* RFC 9110 §8.6: a user agent SHOULD send Content-Length: 0 on POST/PUT/PATCH without content */
     if (req->body.len != 0 || is_method(req->method, "POST") || is_method(req->method, "PUT") || is_method(req->method, "PATCH")) {

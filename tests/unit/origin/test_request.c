@@ -27,9 +27,38 @@ struct request_case {
     int for_cache, tls;
     const char *want[MAX_CHECKS]; /* whole header lines that must appear exactly once */
     const char *deny[MAX_CHECKS]; /* header names (lower case, with ": ") that must not appear */
+    const char *if_none_match, *if_modified_since; /* the edge's own validators (revalidation) */
 };
 
 static const struct request_case request_cases[] = {
+    {"the cache's fields and Next.js internal headers from a client are dropped",
+     "GET",
+     "/",
+     {{"cdn-cache-control", "max-age=1"},
+      {"surrogate-control", "no-store"},
+      {"surrogate-key", "a b"},
+      {"cache-tag", "a"},
+      {"x-middleware-subrequest", "middleware"},
+      {"next-resume", "1"},
+      {"x-prerender-revalidate", "secret"},
+      {"x-now-route-matches", "x"},
+      {"x-keep", "k"}},
+     NULL,
+     0,
+     0,
+     {"x-keep: k"},
+     {"cdn-cache-control: ", "surrogate-", "cache-tag: ", "x-middleware-", "next-resume: ", "x-prerender-", "x-now-"}},
+    {"a revalidation sends the stored validators instead of the client's",
+     "GET",
+     "/",
+     {{"if-none-match", "\"client\""}, {"if-modified-since", "Mon, 07 Nov 1994 08:49:37 GMT"}},
+     NULL,
+     1,
+     0,
+     {"if-none-match: \"stored\"", "if-modified-since: Sun, 06 Nov 1994 08:49:37 GMT"},
+     {"if-none-match: \"client\"", "if-modified-since: Mon"},
+     "\"stored\"",
+     "Sun, 06 Nov 1994 08:49:37 GMT"},
     {"basic GET",
      "GET",
      "/a/b?x=1",
@@ -131,6 +160,11 @@ static h2o_iovec_t build(h2o_mem_pool_t *pool, const struct request_case *c, h2o
         .client_ip = h2o_iovec_init(H2O_STRLIT("192.0.2.1")),
         .client_is_tls = c->tls,
         .for_cache = c->for_cache,
+        .if_none_match = c->if_none_match != NULL ? h2o_iovec_init(c->if_none_match, strlen(c->if_none_match))
+                                                  : h2o_iovec_init(NULL, 0),
+        .if_modified_since = c->if_modified_since != NULL
+                                 ? h2o_iovec_init(c->if_modified_since, strlen(c->if_modified_since))
+                                 : h2o_iovec_init(NULL, 0),
     };
     return origin_build_request_head(pool, &req);
 }
