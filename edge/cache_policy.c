@@ -563,3 +563,116 @@ int edge_method_is_unsafe(h2o_iovec_t method)
     return !(h2o_memis(method.base, method.len, H2O_STRLIT("GET")) || h2o_memis(method.base, method.len, H2O_STRLIT("HEAD")) ||
              h2o_memis(method.base, method.len, H2O_STRLIT("OPTIONS")) || h2o_memis(method.base, method.len, H2O_STRLIT("TRACE")));
 }
+
+int edge_status_heuristically_cacheable(int status)
+{
+    /* RFC 9110 §15.1: "heuristically cacheable" status codes */
+    switch (status) {
+    case 200:
+    case 203:
+    case 204:
+    case 206:
+    case 300:
+    case 301:
+    case 308:
+    case 404:
+    case 405:
+    case 410:
+    case 414:
+    case 501:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+int64_t edge_heuristic_freshness(const edge_response_facts_t *f, int64_t response_time, int64_t max_heuristic_sec)
+{
+    /* RFC 9111 §4.2.2: "a cache MUST NOT use heuristics to determine freshness when an explicit expiration time is
+     * present"; heuristics only for heuristically cacheable statuses or responses marked e.g. public */
+    if (f->cc.has_s_maxage || f->cc.has_max_age || f->has_expires)
+        return -1;
+    if (!edge_status_heuristically_cacheable(f->status) && !f->cc.public_)
+        return -1;
+    /* "no more than some fraction of the interval since [Last-Modified]. A typical setting of this fraction might be
+     * 10%." Without Last-Modified there is no interval: no heuristic. */
+    if (!f->has_last_modified)
+        return -1;
+    int64_t base = f->has_date ? f->date : response_time, lifetime = 0;
+    if (base > f->last_modified)
+        lifetime = (base - f->last_modified) * EDGE_HEURISTIC_PERCENT / 100; /* dates are bounded: no overflow */
+    if (max_heuristic_sec < 0)
+        max_heuristic_sec = 0;
+    return lifetime > max_heuristic_sec ? max_heuristic_sec : lifetime;
+}
+
+int64_t edge_freshness_lifetime_or_heuristic(const edge_response_facts_t *f, int64_t response_time, int64_t max_heuristic_sec)
+{
+    int64_t lifetime = edge_freshness_lifetime(f, response_time);
+    return lifetime >= 0 ? lifetime : edge_heuristic_freshness(f, response_time, max_heuristic_sec);
+}
+
+/* RFC 9111 §4.2.4: directives that forbid serving a stale response, for a shared cache */
+static int stale_forbidden(const edge_cc_t *res)
+{
+    return res->no_cache || res->must_revalidate || res->proxy_revalidate;
+}
+
+edge_reuse_t edge_request_reuse(const edge_cc_t *req, const edge_cc_t *res, int64_t current_age, int64_t lifetime,
+                                int honor_client_no_cache)
+{
+    edge_reuse_t r;
+    int fresh = lifetime >= 0 && lifetime > current_age; /* RFC 9111 §4.2 response_is_fresh */
+
+    if (req->no_cache && honor_client_no_cache) {
+        r = EDGE_REUSE_MUST_FETCH; /* RFC 9111 §5.2.1.4 */
+    } else if (res->no_cache) {
+        r = EDGE_REUSE_STALE; /* RFC 9111 §5.2.2.4: validate before every reuse */
+    } else {
+        /* RFC 9111 §5.2.1.1 max-age: the client wants age <= max-age; §5.2.1.3 min-fresh: fresh for at least N more */
+        int acceptable = fresh;
+        if (req->has_max_age && current_age > req->max_age)
+            acceptable = 0;
+        if (req->has_min_fresh && fresh && lifetime - current_age < req->min_fresh)
+            acceptable = 0;
+        if (acceptable) {
+            r = EDGE_REUSE_FRESH_OK;
+        } else if (!fresh && req->has_max_stale && !(req->has_max_age && current_age > req->max_age) && !stale_forbidden(res) &&
+                   !res->has_s_maxage && current_age - (lifetime < 0 ? 0 : lifetime) <= req->max_stale) {
+            /* RFC 9111 §5.2.1.2 max-stale; forbidden by must-revalidate (§5.2.2.2), proxy-revalidate (§5.2.2.8) and
+             * s-maxage (§5.2.2.10, which implies proxy-revalidate for a shared cache) */
+            r = EDGE_REUSE_SERVE_STALE_OK;
+        } else {
+            r = EDGE_REUSE_STALE;
+        }
+    }
+    /* RFC 9111 §5.2.1.7: with only-if-cached, use a stored response or answer 504 */
+    if (req->only_if_cached && (r == EDGE_REUSE_STALE || r == EDGE_REUSE_MUST_FETCH))
+        r = EDGE_REUSE_ONLY_IF_CACHED_504;
+    return r;
+}
+
+static int stale_ok(const edge_cc_t *res, int64_t staleness, int has_window, int64_t window, int64_t default_grace_sec)
+{
+    if (res->no_cache)
+        return 0;
+    if (staleness <= 0)
+        return 1;
+    if (res->must_revalidate || res->proxy_revalidate)
+        return 0; /* RFC 9111 §4.2.4, §5.2.2.2, §5.2.2.8 */
+    if (has_window)
+        return staleness <= window; /* explicit RFC 5861 directive: wins over the s-maxage implication */
+    if (res->has_s_maxage)
+        return 0;                          /* RFC 9111 §5.2.2.10: s-maxage implies proxy-revalidate */
+    return staleness <= default_grace_sec; /* configuration: RFC 9111 §4.2.4 "out-of-band contract" */
+}
+
+int edge_stale_while_revalidate_ok(const edge_cc_t *res, int64_t staleness, int64_t default_grace_sec)
+{
+    return stale_ok(res, staleness, res->has_swr, res->stale_while_revalidate, default_grace_sec);
+}
+
+int edge_stale_if_error_ok(const edge_cc_t *res, int64_t staleness, int64_t default_grace_sec)
+{
+    return stale_ok(res, staleness, res->has_sie, res->stale_if_error, default_grace_sec);
+}

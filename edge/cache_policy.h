@@ -154,4 +154,72 @@ int edge_method_is_cacheable(h2o_iovec_t method);
 /** @return 1 for anything but GET, HEAD, OPTIONS and TRACE (the safe methods, RFC 9110 §9.2.1), else 0 */
 int edge_method_is_unsafe(h2o_iovec_t method);
 
+/* ---- Heuristic freshness, request directives, serving stale (RFC 9111 §4.2.2, §5.2.1, §4.2.4; RFC 5861) ---- */
+
+/** Fraction of (Date - Last-Modified) used as heuristic freshness lifetime, in percent (RFC 9111 §4.2.2: "10%"). */
+#ifndef EDGE_HEURISTIC_PERCENT
+#define EDGE_HEURISTIC_PERCENT 10
+#endif
+
+/**
+ * @return 1 for the status codes RFC 9110 §15.1 defines as heuristically cacheable (200, 203, 204, 206, 300, 301,
+ *  308, 404, 405, 410, 414, 501), else 0
+ */
+int edge_status_heuristically_cacheable(int status);
+
+/**
+ * Heuristic freshness lifetime (RFC 9111 §4.2.2). Only when the response has no explicit lifetime (s-maxage,
+ * max-age, Expires), has Last-Modified, and its status is heuristically cacheable or it carries `public`:
+ * EDGE_HEURISTIC_PERCENT of (Date, or response_time without Date) - Last-Modified, at least 0 and at most
+ * max_heuristic_sec.
+ * @return the lifetime in seconds, or -1 when no heuristic applies
+ */
+int64_t edge_heuristic_freshness(const edge_response_facts_t *f, int64_t response_time, int64_t max_heuristic_sec);
+
+/** edge_freshness_lifetime, or when that is -1, edge_heuristic_freshness. @return seconds, or -1 when neither applies */
+int64_t edge_freshness_lifetime_or_heuristic(const edge_response_facts_t *f, int64_t response_time, int64_t max_heuristic_sec);
+
+/** Whether a stored response may be used for a request (edge_request_reuse). */
+typedef enum en_edge_reuse_t {
+    EDGE_REUSE_FRESH_OK = 0,      /* fresh, and fresh enough for the request: serve it */
+    EDGE_REUSE_STALE,             /* must be validated (or refetched) before it is served */
+    EDGE_REUSE_SERVE_STALE_OK,    /* stale, but within the request's max-stale and nothing forbids it: serve it */
+    EDGE_REUSE_MUST_FETCH,        /* the request's no-cache, honoured by configuration: go to the origin
+                                   * (a conditional request suffices, RFC 9111 §5.2.1.4) */
+    EDGE_REUSE_ONLY_IF_CACHED_504 /* only-if-cached and the stored response is not usable without the origin: 504 */
+} edge_reuse_t;
+
+/**
+ * Decides whether a stored response may be reused for a request, per the request's Cache-Control (RFC 9111
+ * §5.2.1) and the stored response's (RFC 9111 §4.2.4, §5.2.2): fresh means lifetime > current_age; the
+ * request's max-age (age <= max-age) and min-fresh (lifetime - age >= min-fresh) make a fresh response stale;
+ * max-stale (bare: any staleness) allows serving a stale one unless the response has must-revalidate,
+ * proxy-revalidate, s-maxage (it implies proxy-revalidate in a shared cache, RFC 9111 §5.2.2.10) or no-cache.
+ * A response no-cache always needs validation. The request's no-cache is obeyed only with honor_client_no_cache.
+ * only-if-cached turns STALE and MUST_FETCH into ONLY_IF_CACHED_504 (RFC 9111 §5.2.1.7); when nothing at all is
+ * stored the caller answers 504 itself on req->only_if_cached.
+ * @param req        the request's directives (edge_cc_parse over its Cache-Control lines)
+ * @param res        the stored response's directives
+ * @param lifetime   freshness lifetime in seconds, -1 when none (always stale)
+ */
+edge_reuse_t edge_request_reuse(const edge_cc_t *req, const edge_cc_t *res, int64_t current_age, int64_t lifetime,
+                                int honor_client_no_cache);
+
+/**
+ * Whether a stale response may be served while it is revalidated in the background (RFC 5861 §3).
+ * Never with no-cache, must-revalidate or proxy-revalidate (RFC 9111 §4.2.4). An explicit
+ * stale-while-revalidate=N allows staleness <= N, even with s-maxage (Next.js ISR sends both and relies on it);
+ * without the directive, s-maxage forbids it (RFC 9111 §5.2.2.10) and otherwise default_grace_sec (the
+ * site's configuration, 0 for none) applies.
+ * @param staleness  current_age - lifetime; <= 0 (still fresh) is always OK unless no-cache
+ * @return 1 when it may be served, else 0
+ */
+int edge_stale_while_revalidate_ok(const edge_cc_t *res, int64_t staleness, int64_t default_grace_sec);
+
+/**
+ * Whether a stale response may be served because the origin failed (RFC 5861 §4): as
+ * edge_stale_while_revalidate_ok, with stale-if-error=N in place of stale-while-revalidate.
+ */
+int edge_stale_if_error_ok(const edge_cc_t *res, int64_t staleness, int64_t default_grace_sec);
+
 #endif

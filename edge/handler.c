@@ -36,6 +36,8 @@
 #include "h2o.h"
 #include "edge/cache_key.h"
 #include "edge/cache_policy.h"
+#include "edge/conditional.h"
+#include "edge/range.h"
 #include "edge/edge.h"
 #include "edge/metrics.h"
 #include "edge/object.h"
@@ -162,7 +164,7 @@ struct st_fill_t {
     /* storing */
     int storing;          /* headed for the store */
     int store_failed;     /* counted already */
-    int commit_submitted, committed_ok;
+    int commit_submitted, committed_ok, chunks_submitted;
     uint64_t fill_id;
     unsigned ops_in_flight;
     edge_store_op_t commit_op;
@@ -190,7 +192,8 @@ struct st_reader_t {
     uint64_t fill_id;
     uint64_t body_size;         /* stored objects */
     uint32_t num_chunks;
-    uint64_t pos;               /* body bytes handed to h2o so far */
+    uint64_t pos;               /* body bytes handed to h2o so far (the offset of the next byte to send) */
+    uint64_t end;               /* a range: the offset after its last byte; 0: the whole body */
     struct st_chunk_t *held;    /* chunk the outstanding send points into */
     struct st_shared_fill_t *shared; /* another fill this reader waits on (reads its committed chunks) */
     struct st_waiter_t *waiter;
@@ -328,14 +331,19 @@ static void fill_destroy(struct st_fill_t *fill)
         shared_update(fill->shared, SF_FAILED, fill->committed_bytes);
         shared_release(fill->shared);
     }
-    if (fill->fill_id != 0 && !fill->committed_ok && fill->num_chunks != 0) {
-        /* chunks may be in the store: the writer deletes them (the op outlives the fill) */
-        edge_store_op_t *op = h2o_mem_alloc(sizeof(*op));
-        memset(op, 0, sizeof(*op));
-        op->kind = EDGE_STORE_OP_ABORT;
-        op->fill_id = fill->fill_id;
-        op->on_done = on_abort_done;
-        edge_store_submit(fill->thread->rt->store, op);
+    if (fill->fill_id != 0 && !fill->commit_submitted) {
+        if (fill->num_chunks != 0 && fill->chunks_submitted) {
+            /* chunks may be in the store: the writer deletes them (the op outlives the fill) */
+            edge_store_op_t *op = h2o_mem_alloc(sizeof(*op));
+            memset(op, 0, sizeof(*op));
+            op->kind = EDGE_STORE_OP_ABORT;
+            op->fill_id = fill->fill_id;
+            op->on_done = on_abort_done;
+            edge_store_submit(fill->thread->rt->store, op);
+        } else {
+            /* every fill id ends in a commit, an abort or a release, or purges could not retire */
+            edge_store_fill_release(fill->thread->rt->store, fill->fill_id);
+        }
     }
     for (size_t i = fill->mem_lo; i < fill->num_chunks; ++i)
         free(fill->chunks[i]);
@@ -522,6 +530,7 @@ static void submit_chunk(struct st_fill_t *fill, struct st_chunk_t *c)
     assert(!c->submitted);
     c->submitted = 1;
     c->op_pending = 1;
+    fill->chunks_submitted = 1;
     c->op.kind = EDGE_STORE_OP_CHUNK;
     c->op.fill_id = fill->fill_id;
     c->op.chunk_index = c->index;
@@ -1104,6 +1113,11 @@ static void reader_pump(struct st_reader_t *reader)
         failed = 0;
         fill_id = reader->fill_id;
     }
+    uint64_t body_available = available; /* what the chunks can hold, for their validation below */
+    if (reader->end != 0 && available > reader->end) {
+        available = reader->end;
+        complete = 1;
+    }
     if (reader->pos >= available) {
         if (complete) {
             do_send(reader, NULL, 0, H2O_SEND_STATE_FINAL);
@@ -1141,7 +1155,7 @@ static void reader_pump(struct st_reader_t *reader)
             return;
         }
         if ((r = edge_store_get_chunk(reader->txn, fill_id, n, &data, &len)) != 0 || len <= off ||
-            len > EDGE_STORE_CHUNK_SIZE || (uint64_t)n * EDGE_STORE_CHUNK_SIZE + len > available) {
+            len > EDGE_STORE_CHUNK_SIZE || (uint64_t)n * EDGE_STORE_CHUNK_SIZE + len > body_available) {
             EDGE_METRIC_ADD(store_errors, 1);
             h2o_req_log_error(reader->req, "edge/store", "STORE_ERR chunk %" PRIu32 " of fill %" PRIu64 ": %s", n,
                               fill_id, r != 0 ? edge_store_strerror(r) : "bad length");
@@ -1150,6 +1164,8 @@ static void reader_pump(struct st_reader_t *reader)
         }
         buf = h2o_iovec_init((const char *)data + off, len - off);
     }
+    if (buf.len > available - reader->pos)
+        buf.len = available - reader->pos; /* the end of a range */
     reader->pos += buf.len;
     do_send(reader, &buf, 1, complete && reader->pos >= available ? H2O_SEND_STATE_FINAL : H2O_SEND_STATE_IN_PROGRESS);
 }
@@ -1231,6 +1247,28 @@ static void reader_respond_head(struct st_reader_t *reader)
 static void start_fetch(h2o_req_t *req, enum fill_mode mode, h2o_iovec_t key, const uint8_t *hash, h2o_iovec_t path,
                         int stale_present, struct st_shared_fill_t *shared);
 
+static int try_hit(h2o_req_t *req, edge_runtime_t *rt, h2o_iovec_t key, const uint8_t *hash, int *stale);
+
+/* The fill a request waited on was committed: look it up again, as a hit. */
+static void serve_after_commit(h2o_req_t *req, h2o_iovec_t key, const uint8_t *hash, h2o_iovec_t path, int only_if_cached)
+{
+    int stale = 0, hr = try_hit(req, edge_this_thread->rt, key, hash, &stale);
+    if (hr == 0)
+        return;
+    if (only_if_cached) {
+        send_error(req, 504, "cdn-edge; fwd=miss; detail=only-if-cached", "not in the cache (only-if-cached)");
+        return;
+    }
+    /* gone already (purged, evicted), or preconditions for the origin: fetch alone */
+    if (hr == 2) {
+        EDGE_METRIC_ADD(req_pass, 1);
+        start_fetch(req, FILL_PASS, h2o_iovec_init(NULL, 0), NULL, path, 0, NULL);
+    } else {
+        EDGE_METRIC_ADD(req_miss, 1);
+        start_fetch(req, FILL_CACHE, key, hash, path, stale, NULL);
+    }
+}
+
 /* A waiter's fill changed: answer its client, go on sending, or fetch alone. */
 static void waiter_progress(struct st_reader_t *reader)
 {
@@ -1252,7 +1290,17 @@ static void waiter_progress(struct st_reader_t *reader)
     }
     h2o_req_t *req = reader->req;
     int64_t age = edge_current_age(sf->initial_age, sf->response_time, now_sec());
-    if (reader->only_if_cached && !((state == SF_STORING || state == SF_DONE) && origin_complete && age < sf->lifetime)) {
+    if ((state == SF_STORING || state == SF_DONE) && origin_complete && age < sf->lifetime) {
+        /* the whole response is in; once its record is committed (a few ms) this request is an ordinary
+         * hit, with everything a hit does (conditionals, ranges) */
+        if (state == SF_STORING)
+            return;
+        reader_detach_shared(reader);
+        reader->finished = 1;
+        serve_after_commit(req, reader->key, reader->hash, reader->path, reader->only_if_cached);
+        return;
+    }
+    if (reader->only_if_cached) {
         reader_detach_shared(reader);
         reader->finished = 1;
         send_error(req, 504, "cdn-edge; fwd=miss; detail=only-if-cached", "not in the cache (only-if-cached)");
@@ -1261,19 +1309,9 @@ static void waiter_progress(struct st_reader_t *reader)
     /* a response that may not be reused without validation (no-cache, max-age=0) serves only its own
      * request: a waiter goes to the origin itself */
     if ((state == SF_STORING || state == SF_DONE) && sf->lifetime > 0) {
-        const char *cs = sf->cache_status;
-        if (origin_complete && age < sf->lifetime) {
-            /* the whole response is in the cache and only its record is being written: served from
-             * stored bytes without waiting on the origin, this is a hit (RFC 9211 §2.1) */
-            char *buf = h2o_mem_alloc_pool(&req->pool, 48);
-            snprintf(buf, 48, "cdn-edge; hit; ttl=%" PRId64, sf->lifetime - age);
-            cs = buf;
-            EDGE_METRIC_ADD(req_hit, 1);
-        } else {
-            EDGE_METRIC_ADD(req_miss, 1);
-        }
+        EDGE_METRIC_ADD(req_miss, 1);
         respond_head(reader, sf->status, sf->reason, sf->headers, sf->num_headers, sf->framing, sf->content_length, 1,
-                     age, cs);
+                     age, sf->cache_status);
         return;
     }
     if (state == SF_FAILED && sf->status == 0 && !reader->only_if_cached) {
@@ -1359,6 +1397,96 @@ static void start_fetch(h2o_req_t *req, enum fill_mode mode, h2o_iovec_t key, co
     fill->fetch = origin_fetch_start(th->origin, &oreq, &fill_callbacks, fill);
 }
 
+static h2o_iovec_t stored_header(const edge_object_t *obj, const h2o_token_t *token)
+{
+    for (size_t i = 0; i != obj->num_headers; ++i)
+        if (obj->headers[i].name == &token->buf)
+            return obj->headers[i].value;
+    return h2o_iovec_init(NULL, 0);
+}
+
+static int stored_date(const edge_object_t *obj, const h2o_token_t *token, int64_t *t)
+{
+    h2o_iovec_t v = stored_header(obj, token);
+    return v.base != NULL && edge_http_date_parse(v.base, v.len, t) == 0;
+}
+
+static edge_cond_result_t evaluate_preconditions(h2o_req_t *req, const edge_object_t *obj)
+{
+    edge_cond_request_t cr;
+    edge_cond_request_from_headers(&cr, &req->pool, req->method, req->headers.entries, req->headers.size);
+    if (cr.if_match.base == NULL && cr.if_none_match.base == NULL && cr.if_modified_since.base == NULL &&
+        cr.if_unmodified_since.base == NULL)
+        return EDGE_COND_NONE;
+    edge_cond_stored_t st = {obj->status, stored_header(obj, H2O_TOKEN_ETAG)};
+    st.has_last_modified = stored_date(obj, H2O_TOKEN_LAST_MODIFIED, &st.last_modified);
+    st.has_date = stored_date(obj, H2O_TOKEN_DATE, &st.date);
+    st.response_time = obj->response_time;
+    return edge_cond_evaluate(&cr, &st, now_sec());
+}
+
+/* A 304 made from a stored response: the fields RFC 9110 §15.4.5 lists, no body. */
+static void send_not_modified(h2o_req_t *req, const edge_object_t *obj, int64_t age, const char *cache_status)
+{
+    int has_etag = stored_header(obj, H2O_TOKEN_ETAG).base != NULL;
+    req->res.status = 304;
+    req->res.reason = "Not Modified";
+    for (size_t i = 0; i != obj->num_headers; ++i) {
+        const h2o_header_t *h = obj->headers + i;
+        int in = edge_header_in_304(h->name->base, h->name->len);
+        if (in == 0 || (in == EDGE_304_WITHOUT_ETAG && has_etag) || h->name == &H2O_TOKEN_DATE->buf)
+            continue;
+        copy_response_headers(req, h, 1, 1);
+    }
+    add_age(req, age);
+    add_cache_status(req, cache_status);
+    h2o_send_inline(req, NULL, 0);
+}
+
+/**
+ * RFC 9110 §14: a single satisfiable byte range of a stored 200 is answered with 206 from the chunks it
+ * covers; an unsatisfiable one with 416; anything else (several ranges, a failed If-Range) with the whole 200.
+ * @return 0 when the reader is to be started (200 or 206), -1 when the response was sent (416)
+ */
+static int apply_range(h2o_req_t *req, struct st_reader_t *reader, const edge_object_t *obj, uint64_t size)
+{
+    ssize_t ri = h2o_find_header(&req->headers, H2O_TOKEN_RANGE, -1);
+    if (ri == -1 || !h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")))
+        return 0;
+    ssize_t ii = h2o_find_header(&req->headers, H2O_TOKEN_IF_RANGE, -1);
+    if (ii != -1) {
+        int64_t lm = 0, date = 0;
+        int has_lm = stored_date(obj, H2O_TOKEN_LAST_MODIFIED, &lm), has_date = stored_date(obj, H2O_TOKEN_DATE, &date);
+        if (!edge_if_range_matches(req->headers.entries[ii].value.base, req->headers.entries[ii].value.len,
+                                   stored_header(obj, H2O_TOKEN_ETAG), has_lm, lm, has_date, date, now_sec()))
+            return 0;
+    }
+    uint64_t first, last;
+    char *cr = h2o_mem_alloc_pool(&req->pool, EDGE_CONTENT_RANGE_BUFSZ);
+    size_t crlen;
+    switch (edge_range_parse(req->headers.entries[ri].value.base, req->headers.entries[ri].value.len, size, &first, &last)) {
+    case EDGE_RANGE_SINGLE:
+        crlen = edge_content_range_format(cr, first, last, size);
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_RANGE, NULL, cr, crlen);
+        req->res.status = 206;
+        req->res.reason = "Partial Content";
+        req->res.content_length = last - first + 1;
+        reader->pos = first;
+        reader->end = last + 1;
+        return 0;
+    case EDGE_RANGE_UNSATISFIABLE:
+        crlen = edge_content_range_format_unsatisfied(cr, size);
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_RANGE, NULL, cr, crlen);
+        reader->finished = 1;
+        req->res.status = 416;
+        req->res.reason = "Range Not Satisfiable";
+        h2o_send_inline(req, NULL, 0);
+        return -1;
+    default:
+        return 0;
+    }
+}
+
 /* Serves a fresh stored object. @return 0 when served, 1 when the caller must fetch (*stale set when
  * a stale object was found) */
 static int try_hit(h2o_req_t *req, edge_runtime_t *rt, h2o_iovec_t key, const uint8_t *hash, int *stale)
@@ -1394,6 +1522,25 @@ static int try_hit(h2o_req_t *req, edge_runtime_t *rt, h2o_iovec_t key, const ui
         goto Miss;
     }
 
+    char *cs = h2o_mem_alloc_pool(&req->pool, 48);
+    snprintf(cs, 48, "cdn-edge; hit; ttl=%" PRId64, obj.lifetime - age);
+
+    /* RFC 9110 §13.2.2: the client's preconditions first (a cache answers GET/HEAD ones itself, RFC 9111 §4.3.2) */
+    switch (evaluate_preconditions(req, &obj)) {
+    case EDGE_COND_NOT_MODIFIED:
+        edge_store_touch(rt->store, so.fill_id);
+        EDGE_METRIC_ADD(req_hit, 1);
+        send_not_modified(req, &obj, age, cs);
+        edge_store_read_end(txn);
+        return 0;
+    case EDGE_COND_PRECONDITION_FAILED:
+        /* If-Match / If-Unmodified-Since: the origin decides (RFC 9111 §4.3.2) */
+        edge_store_read_end(txn);
+        return 2;
+    default:
+        break;
+    }
+
     struct st_reader_t *reader = reader_new(req);
     reader->txn = txn;
     reader->fill_id = so.fill_id;
@@ -1406,10 +1553,13 @@ static int try_hit(h2o_req_t *req, edge_runtime_t *rt, h2o_iovec_t key, const ui
     req->res.reason = status_reason(obj.status);
     copy_response_headers(req, obj.headers, obj.num_headers, 1);
     add_age(req, age);
-    char *cs = h2o_mem_alloc_pool(&req->pool, 48);
-    snprintf(cs, 48, "cdn-edge; hit; ttl=%" PRId64, obj.lifetime - age);
     add_cache_status(req, cs);
     req->res.content_length = so.body_size;
+    if (obj.status == 200) {
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ACCEPT_RANGES, NULL, H2O_STRLIT("bytes"));
+        if (apply_range(req, reader, &obj, so.body_size) != 0)
+            return 0; /* answered (416) */
+    }
     reader_start(reader);
     return 0;
 
@@ -1449,9 +1599,15 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
     }
     uint8_t hash[EDGE_STORE_HASH_LEN];
     edge_store_hash(key.base, key.len, hash);
-    int stale = 0;
-    if (try_hit(req, rt, key, hash, &stale) == 0)
+    int stale = 0, hr;
+    if ((hr = try_hit(req, rt, key, hash, &stale)) == 0)
         return 0;
+    if (hr == 2) {
+        /* preconditions the cache does not answer: the origin does, unstored */
+        EDGE_METRIC_ADD(req_pass, 1);
+        start_fetch(req, FILL_PASS, h2o_iovec_init(NULL, 0), NULL, path, 0, NULL);
+        return 0;
+    }
     /* RFC 9111 §5.2.1.7: the client forbids going to the origin; only a whole response in flight serves */
     int only_if_cached = request_only_if_cached(req);
     /* a fill for this key in flight on any thread serves this client too */

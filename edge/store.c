@@ -7,7 +7,14 @@
  * Threads and locks:
  * - Any thread: edge_store_submit/flush take `mutex` (the queue); edge_store_read_* use their own
  *   read-only transaction (MDB_NOTLS, so several per thread); edge_store_touch sets a byte with a
- *   relaxed atomic store; edge_store_get_stats reads atomics.
+ *   relaxed atomic store; edge_store_get_stats reads atomics. edge_store_new_fill_id and
+ *   edge_store_fill_release take `fills_mutex` (the set of live fill ids; held for an append or a
+ *   binary search). Lock order: `mutex` before `fills_mutex`; `bans_mutex` nests in neither.
+ * - Bans, read side (RCU-style): the live bans are an immutable `struct ban_list`, refcounted,
+ *   whose pointer `bans_cur` the writer swaps under `bans_mutex` after the commit that changed them.
+ *   A read txn holds a reference to the list it last saw; edge_store_get compares it with
+ *   `bans_cur` (one atomic load, nothing else when there are no bans) and only when they differ
+ *   takes `bans_mutex` for a pointer copy and a refcount increment. The last reference frees the list.
  * - The writer thread is the only one to open write transactions. All the `w` state (live bytes,
  *   objects, next FIFO seq, counters) belongs to it; a copy is modified inside a transaction and
  *   becomes current only when the transaction commits, then is published to `pub` with atomics.
@@ -18,15 +25,30 @@
  *   the object record and its FIFO entry and deletes the pending record, replacing any object at
  *   the same hash. An incomplete fill is aborted instead: an object is whole or absent.
  * - ABORT and the sweep of fills found pending at open delete the chunks and the pending record.
- * - DELETE and eviction delete record, FIFO entry and chunks together.
+ * - DELETE and eviction delete record, FIFO entry, chunks and index entries (group, tags) together.
+ * - DELETE_GROUP / TRIM_GROUP remove members of a group through the group index.
+ * - BAN writes a ban record and appends the ban to the writer's list; the commit publishes it.
+ *   Between batches the writer sweeps one ban a bounded step at a time (SWEEP_BAN_PER_STEP records
+ *   per transaction): hard bans delete matching objects with fill_id < watermark, soft bans set the
+ *   record's stale flag. URL bans walk the group of the URL (and the object at its hash), TAG bans
+ *   the tag index, the others the whole objects database from a resumable position. A swept ban is
+ *   retired (record deleted, list republished) once no live fill id is below its watermark and no
+ *   open read txn has a snapshot older than the sweep's last commit (mdb_reader_list; while only
+ *   such a reader holds a ban up, the idle writer looks again every BAN_READER_POLL_MS).
+ * - UPDATE_META rewrites a record with a new meta blob, if the fill id matches.
  *
  * On-disk layout (named databases of one environment; integers in records are native-endian, keys
  * are big-endian so that LMDB's byte order is numeric order):
- *   "objects"  hash[32]               -> struct record_hdr + key + meta
+ *   "objects"  hash[32]               -> struct record_hdr + key + variant + tags + meta (version 2;
+ *                                        tags are [be16 len][bytes] each; version 1 records read as corrupt)
+ *   "groups"   group[32] (dupsort)    -> member hash[32] (objects committed with a non-zero group)
+ *   "tags"     tag bytes (dupsort)    -> member hash[32] (untagged objects are not indexed)
+ *   "bans"     ban_id be64            -> struct ban_rec + value
  *   "chunks"   fill_id be64, n be32   -> the chunk bytes
  *   "pending"  fill_id be64           -> struct pending_rec
  *   "fifo"     seq be64               -> struct fifo_rec (hash, fill_id, charged bytes)
- *   "stats"    "stats"                -> struct stats_rec (live bytes, objects, highest fill id)
+ *   "stats"    "stats"                -> struct stats_rec (live bytes, objects, highest fill id, highest ban id)
+ * Index entries are not charged to live bytes (a few dozen bytes per object).
  *
  * Budget: `live_bytes` charges every value by the space LMDB gives it: a value too big for a node
  * takes whole overflow pages, so a 64 KiB chunk costs 17 pages of 4 KiB, not 64 KiB. After a batch,
@@ -35,6 +57,9 @@
  * starts at the budget; an MDB_MAP_FULL that eviction cured lowers it to what the map really held
  * (overflow values need runs of contiguous free pages, and the free list fragments), and each later
  * eviction pass raises it by 0.1% of the budget, so eviction runs before the next MAP_FULL.
+ *
+ * Ban sweeps restart from the beginning at each open (their position is not persisted). A sweep step
+ * that fails (an LMDB error) is retried after the next batch of ops, not in a loop.
  *
  * Not handled: a CHUNK after the COMMIT of its fill, or an ABORT of a committed fill (caller bugs:
  * the chunks of a live object could then be deleted); a second process on the same environment
@@ -50,13 +75,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include "edge/store.h"
 
 #define RECORD_MAGIC 0x4a424f45u  /* "EOBJ" */
 #define PENDING_MAGIC 0x444e5045u /* "EPND" */
 #define STATS_MAGIC 0x54535445u   /* "ETST" */
-#define FORMAT_VERSION 1
+#define BAN_MAGIC 0x4e414245u     /* "EBAN" */
+#define FORMAT_VERSION 1          /* pending, stats and ban records */
+#define RECORD_VERSION 2          /* object records: 2 added variant, tags, group, flags */
+#define REC_FLAG_STALE 1u
 
 #define MIN_READERS 126
 #define BATCH_MAX_OPS 64
@@ -66,14 +95,22 @@
 #define EVICT_PER_TXN 256        /* objects examined per eviction transaction */
 #define EVICT_MAX_EXAMINED 65536 /* per eviction pass */
 #define SWEEP_CHUNKS_PER_TXN 256
+#ifndef SWEEP_BAN_PER_STEP
+#define SWEEP_BAN_PER_STEP 256 /* records examined per ban-sweep transaction */
+#endif
+#define BAN_READER_POLL_MS 50 /* how often a ban waiting for an old reader to end looks again */
+#define TAGS_MAX_BYTES (EDGE_STORE_MAX_TAGS * (2 + EDGE_STORE_MAX_TAG_LEN))
+#define FILL_RELEASED (1ull << 63)
 #define TOUCH_SLOTS (1u << 16)
 #define DROPPED_SLOTS 256
 #define OP_BARRIER ((edge_store_op_kind_t)100) /* internal: edge_store_flush */
+#define OP_IDLE ((edge_store_op_kind_t)101)    /* internal: edge_store_wait_idle */
 
 #define CHUNK_KEY_LEN 12
 #define FILL_KEY_LEN 8
 
-/* The object record: this header, then key_len bytes of key, then meta_len bytes of meta. */
+/* The object record: this header, then key_len bytes of key, variant_len of variant, tags_len of
+ * encoded tags, meta_len of meta. The first 48 bytes keep the layout of version 1. */
 struct record_hdr {
     uint32_t magic;
     uint16_t version;
@@ -84,9 +121,25 @@ struct record_hdr {
     uint64_t fifo_seq;
     uint64_t body_size;
     uint32_t num_chunks;
+    uint32_t flags; /* REC_FLAG_STALE */
+    uint32_t variant_len;
+    uint32_t tags_len;
+    uint64_t revalidated_ban_id; /* soft bans with an id up to this one no longer apply (UPDATE_META) */
+    uint8_t group[EDGE_STORE_HASH_LEN];
+};
+_Static_assert(sizeof(struct record_hdr) == 96, "on-disk record header layout");
+#define RECORD_V1_PREFIX 48 /* magic .. fifo_seq are where version 1 had them */
+
+struct ban_rec {
+    uint32_t magic;
+    uint16_t version;
+    uint8_t kind;
+    uint8_t soft;
+    uint64_t watermark;
+    uint32_t value_len;
     uint32_t reserved;
 };
-_Static_assert(sizeof(struct record_hdr) == 48, "on-disk record header layout");
+_Static_assert(sizeof(struct ban_rec) == 24, "on-disk ban record layout");
 
 struct pending_rec {
     uint32_t magic;
@@ -107,7 +160,8 @@ struct stats_rec {
     uint64_t live_bytes;
     uint64_t objects;
     uint64_t max_fill_id;
-    uint64_t reserved[4];
+    uint64_t max_ban_id; /* was reserved in the first layout: 0 there */
+    uint64_t reserved[3];
 };
 _Static_assert(sizeof(struct stats_rec) == 64, "on-disk stats record layout");
 
@@ -120,17 +174,65 @@ struct wstate {
     uint64_t evictions;
     uint64_t swept_fills;
     uint64_t dropped_fills;
+    uint64_t max_ban_id;
+    uint64_t bans_applied;
+    uint64_t swept_objects;
+};
+
+/* One ban as readers see it, inside an immutable list. */
+struct ban_view {
+    uint64_t id, watermark; /* the ban applies to objects whose fill_id < watermark */
+    const char *value;
+    uint32_t value_len;
+    uint8_t kind, soft;
+};
+
+/* The live bans, ascending by id (so by watermark too), then the value bytes. Immutable once published. */
+struct ban_list {
+    uint32_t refcnt; /* atomic: the store's current pointer, plus each read txn holding it */
+    size_t n;
+    uint64_t max_watermark;
+    struct ban_view bans[];
+};
+
+/* The writer's copy of a live ban, with its sweep state. */
+struct wban {
+    struct ban_view v; /* v.value is malloc'd */
+    uint8_t url_hash[EDGE_STORE_HASH_LEN]; /* URL bans: the group to walk */
+    int swept;    /* the sweep is complete */
+    uint64_t swept_txnid; /* the write txn that completed it (0 for a ban with nothing to sweep yet) */
+    int retiring; /* deleted from "bans" in the transaction in progress */
+    int did_primary;
+    int have_pos;
+    uint8_t pos[EDGE_STORE_HASH_LEN]; /* the last hash examined */
+};
+
+/* What a ban is matched against: a record's, or a COMMIT op's, key and encoded tags. */
+struct obj_view {
+    const char *key;
+    size_t key_len;
+    const uint8_t *tags;
+    size_t tags_len;
 };
 
 struct st_edge_store_t {
     MDB_env *env;
-    MDB_dbi dbi_objects, dbi_chunks, dbi_pending, dbi_fifo, dbi_stats;
+    MDB_dbi dbi_objects, dbi_chunks, dbi_pending, dbi_fifo, dbi_stats, dbi_groups, dbi_tags, dbi_bans;
     uint64_t budget_bytes; /* max_size_bytes rounded down to the page size */
     size_t page_size;
     size_t node_max; /* above this a key+value pair goes to overflow pages */
     char *path;
 
-    uint64_t next_fill_id;        /* atomic */
+    /* live fill ids: ascending in fills[fills_head..fills_n), released ones marked FILL_RELEASED */
+    pthread_mutex_t fills_mutex;
+    uint64_t next_fill_id; /* under fills_mutex */
+    uint64_t *fills;
+    size_t fills_head, fills_n, fills_cap, fills_released;
+
+    pthread_mutex_t bans_mutex; /* see the top comment */
+    struct ban_list *bans_cur;  /* atomic pointer; NULL when no ban is live */
+    uint64_t bans_live_n;       /* atomic */
+
     uint8_t touched[TOUCH_SLOTS]; /* atomic bytes, see edge_store_touch */
 
     pthread_mutex_t mutex;     /* guards the queue, closing, and barrier completion */
@@ -148,16 +250,23 @@ struct st_edge_store_t {
     edge_store_op_t *deferred_barriers; /* flushes waiting for the sweep to finish */
     uint64_t dropped[DROPPED_SLOTS];    /* fills dropped because the map stayed full */
     unsigned dropped_next;
+    struct wban *wbans; /* the live bans, ascending by id; [0, wbans_committed) are committed */
+    size_t wbans_n, wbans_cap, wbans_committed;
+    int bans_dirty;      /* the transaction in progress changed the bans */
+    int ban_backoff;     /* a ban sweep step failed: wait for the next batch */
+    edge_store_op_t *idle_barriers; /* edge_store_wait_idle callers */
 
     /* published counters (atomics) */
     struct {
         uint64_t live_bytes, objects, evictions, commits, map_full, swept_fills, dropped_fills;
+        uint64_t bans_applied, ban_hits, swept_objects;
     } pub;
 };
 
 struct st_edge_store_txn_t {
     edge_store_t *store;
     MDB_txn *txn;
+    struct ban_list *bans; /* a reference to the ban list this txn last saw, or NULL */
 };
 
 struct wtxn {
@@ -273,13 +382,327 @@ static int parse_record(const MDB_val *v, struct record_hdr *hdr)
     if (v->mv_size < sizeof(*hdr))
         return EDGE_STORE_ECORRUPT;
     memcpy(hdr, v->mv_data, sizeof(*hdr)); /* LMDB values are only 2-byte aligned */
-    if (hdr->magic != RECORD_MAGIC || hdr->version != FORMAT_VERSION || hdr->hdr_size != sizeof(*hdr))
+    if (hdr->magic != RECORD_MAGIC || hdr->version != RECORD_VERSION || hdr->hdr_size != sizeof(*hdr))
         return EDGE_STORE_ECORRUPT;
-    if ((uint64_t)sizeof(*hdr) + hdr->key_len + hdr->meta_len != v->mv_size)
+    if ((uint64_t)sizeof(*hdr) + hdr->key_len + hdr->variant_len + hdr->tags_len + hdr->meta_len != v->mv_size)
         return EDGE_STORE_ECORRUPT;
-    if (hdr->fill_id == 0 || (hdr->num_chunks == 0 && hdr->body_size != 0))
+    if (hdr->fill_id == 0 || (hdr->num_chunks == 0 && hdr->body_size != 0) || hdr->tags_len > TAGS_MAX_BYTES)
         return EDGE_STORE_ECORRUPT;
     return 0;
+}
+
+/* Pointers into a record that parse_record accepted. */
+static const char *rec_key(const MDB_val *v)
+{
+    return (const char *)v->mv_data + sizeof(struct record_hdr);
+}
+
+static const char *rec_variant(const MDB_val *v, const struct record_hdr *hdr)
+{
+    return rec_key(v) + hdr->key_len;
+}
+
+static const uint8_t *rec_tags(const MDB_val *v, const struct record_hdr *hdr)
+{
+    return (const uint8_t *)rec_variant(v, hdr) + hdr->variant_len;
+}
+
+static const void *rec_meta(const MDB_val *v, const struct record_hdr *hdr)
+{
+    return (const char *)rec_tags(v, hdr) + hdr->tags_len;
+}
+
+static struct obj_view rec_view(const MDB_val *v, const struct record_hdr *hdr)
+{
+    return (struct obj_view){rec_key(v), hdr->key_len, rec_tags(v, hdr), hdr->tags_len};
+}
+
+static int is_zero_hash(const uint8_t *h)
+{
+    static const uint8_t zero[EDGE_STORE_HASH_LEN];
+    return memcmp(h, zero, EDGE_STORE_HASH_LEN) == 0;
+}
+
+/* Encoded tags: [be16 len][len bytes], repeated. Validates as it goes (records come from disk). */
+static int tags_next(const uint8_t *tags, size_t tags_len, size_t *cursor, const char **tag, size_t *len)
+{
+    if (*cursor >= tags_len)
+        return EDGE_STORE_NOTFOUND;
+    if (tags_len - *cursor < 2)
+        return EDGE_STORE_ECORRUPT;
+    size_t l = ((size_t)tags[*cursor] << 8) | tags[*cursor + 1];
+    if (l == 0 || l > tags_len - *cursor - 2)
+        return EDGE_STORE_ECORRUPT;
+    *tag = (const char *)tags + *cursor + 2;
+    *len = l;
+    *cursor += 2 + l;
+    return 0;
+}
+
+/* Encodes the tags of a COMMIT into buf (TAGS_MAX_BYTES). @return the length, or -1 if the op breaks a bound */
+static long encode_tags(const edge_store_op_t *op, uint8_t *buf)
+{
+    size_t off = 0;
+    if (op->num_tags > EDGE_STORE_MAX_TAGS || (op->num_tags != 0 && (op->tags == NULL || op->tag_lens == NULL)))
+        return -1;
+    for (size_t i = 0; i < op->num_tags; ++i) {
+        size_t l = op->tag_lens[i];
+        if (l == 0 || l > EDGE_STORE_MAX_TAG_LEN || op->tags[i] == NULL)
+            return -1;
+        buf[off] = (uint8_t)(l >> 8);
+        buf[off + 1] = (uint8_t)l;
+        memcpy(buf + off + 2, op->tags[i], l);
+        off += 2 + l;
+    }
+    return (long)off;
+}
+
+/* The host[:port] of a key `scheme://host[:port]/path?query`. @return 0 when the key has no "://" */
+static int key_host(const char *key, size_t len, const char **host, size_t *host_len)
+{
+    size_t i = 0;
+    while (i + 3 <= len && memcmp(key + i, "://", 3) != 0)
+        ++i;
+    if (i + 3 > len)
+        return 0;
+    const char *h = key + i + 3, *end = key + len, *q = h;
+    while (q < end && *q != '/' && *q != '?')
+        ++q;
+    *host = h;
+    *host_len = (size_t)(q - h);
+    return 1;
+}
+
+static int ban_matches(const struct ban_view *b, const struct obj_view *o)
+{
+    switch (b->kind) {
+    case EDGE_STORE_BAN_URL:
+        return o->key_len == b->value_len && memcmp(o->key, b->value, b->value_len) == 0;
+    case EDGE_STORE_BAN_PREFIX:
+        return o->key_len >= b->value_len && memcmp(o->key, b->value, b->value_len) == 0;
+    case EDGE_STORE_BAN_HOST: {
+        const char *h;
+        size_t hl;
+        return key_host(o->key, o->key_len, &h, &hl) && hl == b->value_len && memcmp(h, b->value, hl) == 0;
+    }
+    case EDGE_STORE_BAN_TAG: {
+        const char *t;
+        size_t tl, cursor = 0;
+        while (tags_next(o->tags, o->tags_len, &cursor, &t, &tl) == 0)
+            if (tl == b->value_len && memcmp(t, b->value, tl) == 0)
+                return 1;
+        return 0;
+    }
+    case EDGE_STORE_BAN_ALL:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+enum { BAN_NONE = 0, BAN_SOFT = 1, BAN_HARD = 2 };
+
+/**
+ * Checks one ban, walked from the newest down. Bans are ascending by id and by watermark, so the walk
+ * stops at the first whose watermark is not above the object's fill_id.
+ * @return 1 to stop the walk
+ */
+static int check_ban(const struct ban_view *b, uint64_t fill_id, uint64_t revalidated_ban_id, const struct obj_view *o,
+                     int *res)
+{
+    if (b->watermark <= fill_id)
+        return 1;
+    if (b->soft && (*res == BAN_SOFT || b->id <= revalidated_ban_id))
+        return 0;
+    if (!ban_matches(b, o))
+        return 0;
+    if (b->soft) {
+        *res = BAN_SOFT;
+        return 0;
+    }
+    *res = BAN_HARD;
+    return 1;
+}
+
+static int check_ban_list(const struct ban_list *l, uint64_t fill_id, uint64_t revalidated_ban_id, const struct obj_view *o)
+{
+    int res = BAN_NONE;
+    for (size_t i = l->n; i-- > 0;)
+        if (check_ban(&l->bans[i], fill_id, revalidated_ban_id, o, &res))
+            break;
+    return res;
+}
+
+static void ban_list_release(struct ban_list *l)
+{
+    if (l != NULL && __atomic_sub_fetch(&l->refcnt, 1, __ATOMIC_ACQ_REL) == 0)
+        free(l);
+}
+
+/* ---- live fill ids (any thread, under fills_mutex) ---- */
+
+static void fills_compact(edge_store_t *s)
+{
+    size_t j = 0;
+    for (size_t i = s->fills_head; i < s->fills_n; ++i)
+        if (!(s->fills[i] & FILL_RELEASED))
+            s->fills[j++] = s->fills[i];
+    s->fills_head = 0;
+    s->fills_n = j;
+    s->fills_released = 0;
+}
+
+/* @return 0, or -1 when the id could not be recorded (out of memory: then bans may retire early) */
+static int fills_add(edge_store_t *s, uint64_t id)
+{
+    if (s->fills_n == s->fills_cap) {
+        if (s->fills_head != 0 || s->fills_released != 0)
+            fills_compact(s);
+        if (s->fills_n == s->fills_cap) {
+            size_t cap = s->fills_cap == 0 ? 64 : s->fills_cap * 2;
+            uint64_t *f = realloc(s->fills, cap * sizeof(*f));
+            if (f == NULL)
+                return -1;
+            s->fills = f;
+            s->fills_cap = cap;
+        }
+    }
+    s->fills[s->fills_n++] = id;
+    return 0;
+}
+
+static void fills_release(edge_store_t *s, uint64_t id)
+{
+    size_t lo = s->fills_head, hi = s->fills_n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        uint64_t v = s->fills[mid] & ~FILL_RELEASED;
+        if (v == id) {
+            if (!(s->fills[mid] & FILL_RELEASED)) {
+                s->fills[mid] |= FILL_RELEASED;
+                ++s->fills_released;
+            }
+            break;
+        }
+        if (v < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    while (s->fills_head < s->fills_n && (s->fills[s->fills_head] & FILL_RELEASED)) {
+        ++s->fills_head;
+        --s->fills_released;
+    }
+    if (s->fills_head == s->fills_n)
+        s->fills_head = s->fills_n = 0;
+    else if (s->fills_released > 64 && s->fills_released > (s->fills_n - s->fills_head) / 2)
+        fills_compact(s);
+}
+
+/* @return the smallest live fill id, or UINT64_MAX */
+static uint64_t min_live_fill(edge_store_t *s)
+{
+    pthread_mutex_lock(&s->fills_mutex);
+    uint64_t id = s->fills_head < s->fills_n ? s->fills[s->fills_head] : UINT64_MAX;
+    pthread_mutex_unlock(&s->fills_mutex);
+    return id;
+}
+
+static uint64_t peek_next_fill_id(edge_store_t *s)
+{
+    pthread_mutex_lock(&s->fills_mutex);
+    uint64_t id = s->next_fill_id;
+    pthread_mutex_unlock(&s->fills_mutex);
+    return id;
+}
+
+static void release_fill(edge_store_t *s, uint64_t id)
+{
+    pthread_mutex_lock(&s->fills_mutex);
+    fills_release(s, id);
+    pthread_mutex_unlock(&s->fills_mutex);
+}
+
+/* ---- bans, writer side ---- */
+
+static int writer_check_bans(edge_store_t *s, uint64_t fill_id, uint64_t revalidated_ban_id, const struct obj_view *o)
+{
+    int res = BAN_NONE;
+    for (size_t i = s->wbans_n; i-- > 0;)
+        if (check_ban(&s->wbans[i].v, fill_id, revalidated_ban_id, o, &res))
+            break;
+    return res;
+}
+
+/* Builds the list readers will see from the writer's bans, minus those retiring. *out is NULL when none is left. */
+static int build_ban_list(edge_store_t *s, struct ban_list **out)
+{
+    size_t n = 0, bytes = 0;
+    for (size_t i = 0; i < s->wbans_n; ++i) {
+        if (!s->wbans[i].retiring) {
+            ++n;
+            bytes += s->wbans[i].v.value_len;
+        }
+    }
+    *out = NULL;
+    if (n == 0)
+        return 0;
+    struct ban_list *l = malloc(sizeof(*l) + n * sizeof(l->bans[0]) + bytes);
+    if (l == NULL)
+        return ENOMEM;
+    char *p = (char *)&l->bans[n];
+    l->refcnt = 1;
+    l->n = 0;
+    l->max_watermark = 0;
+    for (size_t i = 0; i < s->wbans_n; ++i) {
+        const struct wban *b = &s->wbans[i];
+        if (b->retiring)
+            continue;
+        l->bans[l->n] = b->v;
+        l->bans[l->n].value = p;
+        if (b->v.value_len != 0)
+            memcpy(p, b->v.value, b->v.value_len);
+        p += b->v.value_len;
+        if (b->v.watermark > l->max_watermark)
+            l->max_watermark = b->v.watermark;
+        ++l->n;
+    }
+    *out = l;
+    return 0;
+}
+
+static void publish_bans(edge_store_t *s, struct ban_list *l)
+{
+    pthread_mutex_lock(&s->bans_mutex);
+    struct ban_list *old = s->bans_cur;
+    __atomic_store_n(&s->bans_cur, l, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&s->bans_mutex);
+    ban_list_release(old);
+    __atomic_store_n(&s->bans_live_n, l != NULL ? (uint64_t)l->n : 0, __ATOMIC_RELAXED);
+}
+
+/* Drops what an aborted transaction did to the writer's bans: appended bans, retirements. */
+static void bans_rollback(edge_store_t *s)
+{
+    while (s->wbans_n > s->wbans_committed)
+        free((void *)s->wbans[--s->wbans_n].v.value);
+    for (size_t i = 0; i < s->wbans_n; ++i)
+        s->wbans[i].retiring = 0;
+    s->bans_dirty = 0;
+}
+
+/* After a commit: the retired bans leave the writer's list. */
+static void bans_settle(edge_store_t *s)
+{
+    size_t j = 0;
+    for (size_t i = 0; i < s->wbans_n; ++i) {
+        if (s->wbans[i].retiring)
+            free((void *)s->wbans[i].v.value);
+        else
+            s->wbans[j++] = s->wbans[i];
+    }
+    s->wbans_n = s->wbans_committed = j;
+    s->bans_dirty = 0;
 }
 
 /* ---- write transactions (writer thread) ---- */
@@ -288,23 +711,36 @@ static int wtxn_begin(edge_store_t *s, struct wtxn *w)
 {
     w->s = s;
     w->st = s->w;
+    if (s->bans_dirty || s->wbans_n != s->wbans_committed)
+        bans_rollback(s);
     return mdb_txn_begin(s->env, NULL, 0, &w->txn);
 }
 
 static int wtxn_commit(struct wtxn *w)
 {
     edge_store_t *s = w->s;
-    struct stats_rec rec = {STATS_MAGIC, FORMAT_VERSION, w->st.live_bytes, w->st.objects, w->st.max_fill_id, {0}};
+    struct stats_rec rec = {STATS_MAGIC, FORMAT_VERSION, w->st.live_bytes, w->st.objects, w->st.max_fill_id,
+                            w->st.max_ban_id, {0}};
     MDB_val k = {5, "stats"}, v = {sizeof(rec), &rec};
+    struct ban_list *bans = NULL;
     int rc;
 
-    if ((rc = mdb_put(w->txn, s->dbi_stats, &k, &v, 0)) != 0) {
+    /* build the readers' list first: once committed, a ban must become visible */
+    if ((s->bans_dirty && (rc = build_ban_list(s, &bans)) != 0) || (rc = mdb_put(w->txn, s->dbi_stats, &k, &v, 0)) != 0) {
         mdb_txn_abort(w->txn);
         return rc;
     }
-    if ((rc = mdb_txn_commit(w->txn)) != 0)
+    if ((rc = mdb_txn_commit(w->txn)) != 0) {
+        ban_list_release(bans);
         return rc;
+    }
+    if (s->bans_dirty) {
+        bans_settle(s);
+        publish_bans(s, bans);
+    }
     s->w = w->st;
+    __atomic_store_n(&s->pub.bans_applied, s->w.bans_applied, __ATOMIC_RELAXED);
+    __atomic_store_n(&s->pub.swept_objects, s->w.swept_objects, __ATOMIC_RELAXED);
     __atomic_store_n(&s->pub.live_bytes, s->w.live_bytes, __ATOMIC_RELAXED);
     __atomic_store_n(&s->pub.objects, s->w.objects, __ATOMIC_RELAXED);
     __atomic_store_n(&s->pub.evictions, s->w.evictions, __ATOMIC_RELAXED);
@@ -380,23 +816,58 @@ static int abort_fill(struct wtxn *w, uint64_t fill_id)
     return del_ignore_missing(w->txn, w->s->dbi_pending, kbuf, sizeof(kbuf));
 }
 
+/* Deletes one (key, member hash) pair of a dupsort index, if present. */
+static int index_del(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t key_len, const uint8_t *hash)
+{
+    MDB_val k = {key_len, (void *)key}, d = {EDGE_STORE_HASH_LEN, (void *)hash};
+    int rc = mdb_del(txn, dbi, &k, &d);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+static int index_put(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t key_len, const uint8_t *hash)
+{
+    MDB_val k = {key_len, (void *)key}, d = {EDGE_STORE_HASH_LEN, (void *)hash};
+    int rc = mdb_put(txn, dbi, &k, &d, MDB_NODUPDATA);
+    return rc == MDB_KEYEXIST ? 0 : rc; /* a tag given twice */
+}
+
 /**
  * Removes the object whose record `v` (read in this transaction) is stored under `hash`: record,
- * FIFO entry and chunks. A corrupt record is removed too; its chunks cannot be found and leak.
+ * FIFO entry, chunks and index entries. A corrupt record is removed too; its chunks cannot be found
+ * and leak. A record of version 1 loses its chunks and FIFO entry (same places), it had no index.
  */
 static int remove_object(struct wtxn *w, const uint8_t *hash, const MDB_val *v, uint64_t keep_fill_id)
 {
     struct record_hdr hdr;
-    int known = 0, rc;
+    int known = 0, indexed = 0, rc;
     size_t rec_size = v->mv_size;
+    uint8_t group[EDGE_STORE_HASH_LEN], tags[TAGS_MAX_BYTES];
+    size_t tags_len = 0;
 
-    if (v->mv_size >= sizeof(hdr)) {
-        memcpy(&hdr, v->mv_data, sizeof(hdr));
+    memset(&hdr, 0, sizeof(hdr));
+    if (v->mv_size >= RECORD_V1_PREFIX) {
+        memcpy(&hdr, v->mv_data, RECORD_V1_PREFIX);
         known = hdr.magic == RECORD_MAGIC && hdr.fill_id != 0;
+    }
+    if (known && parse_record(v, &hdr) == 0) {
+        /* copy before the delete: the record's page may be reused within this transaction */
+        indexed = 1;
+        memcpy(group, hdr.group, sizeof(group));
+        tags_len = hdr.tags_len;
+        memcpy(tags, rec_tags(v, &hdr), tags_len);
     }
     MDB_val k = {EDGE_STORE_HASH_LEN, (void *)hash};
     if ((rc = mdb_del(w->txn, w->s->dbi_objects, &k, NULL)) != 0)
         return rc;
+    if (indexed) {
+        const char *t;
+        size_t tl, cursor = 0;
+        if (!is_zero_hash(group) && (rc = index_del(w->txn, w->s->dbi_groups, group, sizeof(group), hash)) != 0)
+            return rc;
+        while (tags_next(tags, tags_len, &cursor, &t, &tl) == 0)
+            if ((rc = index_del(w->txn, w->s->dbi_tags, t, tl, hash)) != 0)
+                return rc;
+    }
     w->st.live_bytes = sub_clamp(w->st.live_bytes, charge(w->s, EDGE_STORE_HASH_LEN, rec_size));
     w->st.objects = sub_clamp(w->st.objects, 1);
     if (!known) {
@@ -506,9 +977,19 @@ static int apply_commit(struct wtxn *w, edge_store_op_t *op, int *result)
         *result = EDGE_STORE_EFULL;
         return 0;
     }
+    uint8_t tags[TAGS_MAX_BYTES];
+    long tags_len = encode_tags(op, tags);
     if (op->fill_id == 0 || op->key_len > UINT32_MAX || op->len > UINT32_MAX || (op->key_len != 0 && op->key == NULL) ||
-        (op->len != 0 && op->data == NULL) || (op->num_chunks == 0 && op->body_size != 0)) {
+        (op->len != 0 && op->data == NULL) || (op->num_chunks == 0 && op->body_size != 0) || tags_len < 0 ||
+        op->variant_len > UINT32_MAX || (op->variant_len != 0 && op->variant == NULL)) {
         *result = EDGE_STORE_EINVAL;
+        return abort_fill(w, op->fill_id);
+    }
+    /* a fill that began before a matching purge (RFC 9111 has no say: our purge contract) */
+    struct obj_view view = {op->key, op->key_len, tags, (size_t)tags_len};
+    int banned = s->wbans_n != 0 ? writer_check_bans(s, op->fill_id, 0, &view) : BAN_NONE;
+    if (banned == BAN_HARD) {
+        *result = EDGE_STORE_EPURGED;
         return abort_fill(w, op->fill_id);
     }
     if ((rc = verify_chunks(w, op, &ok, &chunk_bytes)) != 0)
@@ -530,24 +1011,43 @@ static int apply_commit(struct wtxn *w, edge_store_op_t *op, int *result)
     }
 
     struct record_hdr hdr = {.magic = RECORD_MAGIC,
-                             .version = FORMAT_VERSION,
+                             .version = RECORD_VERSION,
                              .hdr_size = sizeof(hdr),
                              .key_len = (uint32_t)op->key_len,
                              .meta_len = (uint32_t)op->len,
                              .fill_id = op->fill_id,
                              .fifo_seq = w->st.next_seq++,
                              .body_size = op->body_size,
-                             .num_chunks = op->num_chunks};
-    size_t rec_len = sizeof(hdr) + op->key_len + op->len;
+                             .num_chunks = op->num_chunks,
+                             .flags = banned == BAN_SOFT ? REC_FLAG_STALE : 0,
+                             .variant_len = (uint32_t)op->variant_len,
+                             .tags_len = (uint32_t)tags_len};
+    memcpy(hdr.group, op->group, sizeof(hdr.group));
+    size_t rec_len = sizeof(hdr) + op->key_len + op->variant_len + (size_t)tags_len + op->len;
     v = (MDB_val){rec_len, NULL};
     if ((rc = mdb_put(w->txn, s->dbi_objects, &k, &v, MDB_RESERVE)) != 0)
         return rc;
-    memcpy(v.mv_data, &hdr, sizeof(hdr));
+    char *p = v.mv_data;
+    memcpy(p, &hdr, sizeof(hdr));
+    p += sizeof(hdr);
     if (op->key_len != 0)
-        memcpy((char *)v.mv_data + sizeof(hdr), op->key, op->key_len);
+        memcpy(p, op->key, op->key_len);
+    p += op->key_len;
+    if (op->variant_len != 0)
+        memcpy(p, op->variant, op->variant_len);
+    p += op->variant_len;
+    if (tags_len != 0)
+        memcpy(p, tags, (size_t)tags_len);
+    p += tags_len;
     if (op->len != 0)
-        memcpy((char *)v.mv_data + sizeof(hdr) + op->key_len, op->data, op->len);
+        memcpy(p, op->data, op->len);
     uint64_t rec_charge = charge(s, EDGE_STORE_HASH_LEN, rec_len);
+
+    if (!is_zero_hash(op->group) && (rc = index_put(w->txn, s->dbi_groups, op->group, EDGE_STORE_HASH_LEN, op->hash)) != 0)
+        return rc;
+    for (size_t i = 0; i < op->num_tags; ++i)
+        if ((rc = index_put(w->txn, s->dbi_tags, op->tags[i], op->tag_lens[i], op->hash)) != 0)
+            return rc;
 
     struct fifo_rec frec = {.fill_id = op->fill_id, .charge = rec_charge + chunk_bytes};
     memcpy(frec.hash, op->hash, EDGE_STORE_HASH_LEN);
@@ -584,6 +1084,244 @@ static int apply_delete(struct wtxn *w, edge_store_op_t *op, int *result)
     return remove_object(w, op->hash, &v, 0);
 }
 
+/* Removes the object at `hash` if it exists. */
+static int remove_at(struct wtxn *w, const uint8_t *hash)
+{
+    MDB_val k = {EDGE_STORE_HASH_LEN, (void *)hash}, v;
+    int rc = mdb_get(w->txn, w->s->dbi_objects, &k, &v);
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    return rc != 0 ? rc : remove_object(w, hash, &v, 0);
+}
+
+/**
+ * Reads the record of a group member.
+ * @return 0 with *hdr when the object exists, is valid and belongs to `group`; MDB_NOTFOUND otherwise
+ *         (a dangling index entry); or an LMDB error
+ */
+static int get_member(struct wtxn *w, const uint8_t *group, const uint8_t *hash, MDB_val *v, struct record_hdr *hdr)
+{
+    MDB_val k = {EDGE_STORE_HASH_LEN, (void *)hash};
+    int rc = mdb_get(w->txn, w->s->dbi_objects, &k, v);
+    if (rc != 0)
+        return rc;
+    if (parse_record(v, hdr) != 0 || memcmp(hdr->group, group, EDGE_STORE_HASH_LEN) != 0)
+        return MDB_NOTFOUND;
+    return 0;
+}
+
+static int apply_delete_group(struct wtxn *w, edge_store_op_t *op, int *result)
+{
+    edge_store_t *s = w->s;
+    MDB_cursor *cur;
+    int rc;
+
+    *result = 0;
+    for (;;) {
+        MDB_val k = {EDGE_STORE_HASH_LEN, op->hash}, d, v;
+        uint8_t member[EDGE_STORE_HASH_LEN];
+        struct record_hdr hdr;
+        if ((rc = mdb_cursor_open(w->txn, s->dbi_groups, &cur)) != 0)
+            return rc;
+        rc = mdb_cursor_get(cur, &k, &d, MDB_SET_KEY);
+        if (rc == 0 && d.mv_size != EDGE_STORE_HASH_LEN)
+            rc = mdb_cursor_del(cur, 0) == 0 ? -1 : EIO; /* not ours: drop it, go on */
+        else if (rc == 0)
+            memcpy(member, d.mv_data, sizeof(member));
+        mdb_cursor_close(cur);
+        if (rc == MDB_NOTFOUND)
+            break;
+        if (rc == -1)
+            continue;
+        if (rc != 0)
+            return rc;
+        if ((rc = get_member(w, op->hash, member, &v, &hdr)) == 0)
+            rc = remove_object(w, member, &v, 0);
+        if (rc != 0 && rc != MDB_NOTFOUND)
+            return rc;
+        if ((rc = index_del(w->txn, s->dbi_groups, op->hash, EDGE_STORE_HASH_LEN, member)) != 0)
+            return rc;
+    }
+    return remove_at(w, op->hash);
+}
+
+struct member {
+    uint8_t hash[EDGE_STORE_HASH_LEN];
+    uint64_t fill_id;
+};
+
+static int cmp_member(const void *a, const void *b)
+{
+    uint64_t x = ((const struct member *)a)->fill_id, y = ((const struct member *)b)->fill_id;
+    return x < y ? -1 : x > y;
+}
+
+static int apply_trim_group(struct wtxn *w, edge_store_op_t *op, int *result)
+{
+    edge_store_t *s = w->s;
+    MDB_cursor *cur;
+    MDB_val k = {EDGE_STORE_HASH_LEN, op->hash}, d;
+    struct member *m = NULL;
+    size_t n = 0, cap = 0;
+    int rc;
+
+    *result = 0;
+    if ((rc = mdb_cursor_open(w->txn, s->dbi_groups, &cur)) != 0)
+        return rc;
+    for (rc = mdb_cursor_get(cur, &k, &d, MDB_SET_KEY); rc == 0; rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT_DUP)) {
+        if (d.mv_size != EDGE_STORE_HASH_LEN)
+            continue;
+        if (n == cap) {
+            cap = cap == 0 ? 16 : cap * 2;
+            struct member *nm = realloc(m, cap * sizeof(*m));
+            if (nm == NULL) {
+                rc = ENOMEM;
+                break;
+            }
+            m = nm;
+        }
+        memcpy(m[n].hash, d.mv_data, EDGE_STORE_HASH_LEN);
+        m[n++].fill_id = 0;
+    }
+    mdb_cursor_close(cur);
+    if (rc != MDB_NOTFOUND)
+        goto Exit;
+    /* read the fill ids (after the walk: no write under an open cursor); drop dangling entries */
+    size_t live = 0;
+    for (size_t i = 0; i < n; ++i) {
+        MDB_val v;
+        struct record_hdr hdr;
+        if ((rc = get_member(w, op->hash, m[i].hash, &v, &hdr)) == 0) {
+            m[i].fill_id = hdr.fill_id;
+            m[live++] = m[i];
+        } else if (rc != MDB_NOTFOUND || (rc = index_del(w->txn, s->dbi_groups, op->hash, EDGE_STORE_HASH_LEN, m[i].hash)) != 0) {
+            goto Exit;
+        }
+    }
+    rc = 0;
+    if (live <= op->max_members)
+        goto Exit;
+    qsort(m, live, sizeof(*m), cmp_member);
+    for (size_t i = 0; i < live - op->max_members; ++i)
+        if ((rc = remove_at(w, m[i].hash)) != 0)
+            break;
+Exit:
+    free(m);
+    return rc;
+}
+
+static int apply_ban(struct wtxn *w, edge_store_op_t *op, int *result)
+{
+    edge_store_t *s = w->s;
+    size_t len = op->ban_kind == EDGE_STORE_BAN_ALL ? 0 : op->ban_value_len;
+    int rc;
+
+    if (op->ban_kind < EDGE_STORE_BAN_URL || op->ban_kind > EDGE_STORE_BAN_ALL || (op->soft != 0 && op->soft != 1) ||
+        (op->ban_kind != EDGE_STORE_BAN_ALL && (len == 0 || op->ban_value == NULL)) || len > EDGE_STORE_MAX_BAN_VALUE ||
+        (op->ban_kind == EDGE_STORE_BAN_TAG && len > EDGE_STORE_MAX_TAG_LEN)) {
+        *result = EDGE_STORE_EINVAL;
+        return 0;
+    }
+    if (s->wbans_n == s->wbans_cap) {
+        size_t cap = s->wbans_cap == 0 ? 16 : s->wbans_cap * 2;
+        struct wban *nb = realloc(s->wbans, cap * sizeof(*nb));
+        if (nb == NULL)
+            return ENOMEM;
+        s->wbans = nb;
+        s->wbans_cap = cap;
+    }
+    char *value = malloc(len + 1);
+    if (value == NULL)
+        return ENOMEM;
+    if (len != 0)
+        memcpy(value, op->ban_value, len);
+    value[len] = '\0';
+
+    /* every fill id below the watermark was handed out before this point: those fills are covered */
+    uint64_t id = w->st.max_ban_id + 1, watermark = peek_next_fill_id(s);
+    struct ban_rec rec = {.magic = BAN_MAGIC, .version = FORMAT_VERSION, .kind = (uint8_t)op->ban_kind,
+                          .soft = (uint8_t)op->soft, .watermark = watermark, .value_len = (uint32_t)len};
+    uint8_t kbuf[8];
+    put_be64(kbuf, id);
+    MDB_val k = {sizeof(kbuf), kbuf}, v = {sizeof(rec) + len, NULL};
+    if ((rc = mdb_put(w->txn, s->dbi_bans, &k, &v, MDB_RESERVE)) != 0) {
+        free(value);
+        return rc;
+    }
+    memcpy(v.mv_data, &rec, sizeof(rec));
+    memcpy((char *)v.mv_data + sizeof(rec), value, len);
+
+    struct wban *b = &s->wbans[s->wbans_n++];
+    memset(b, 0, sizeof(*b));
+    b->v = (struct ban_view){.id = id, .watermark = watermark, .value = value, .value_len = (uint32_t)len,
+                             .kind = (uint8_t)op->ban_kind, .soft = (uint8_t)op->soft};
+    if (op->ban_kind == EDGE_STORE_BAN_URL)
+        edge_store_hash(value, len, b->url_hash);
+    s->bans_dirty = 1;
+    w->st.max_ban_id = id;
+    w->st.bans_applied += 1;
+    /* fill ids stay above the watermark after a restart, even if none of them was ever written */
+    note_fill_id(w, watermark - 1);
+    op->ban_id = id;
+    *result = 0;
+    return 0;
+}
+
+static int apply_update_meta(struct wtxn *w, edge_store_op_t *op, int *result)
+{
+    edge_store_t *s = w->s;
+    MDB_val k = {EDGE_STORE_HASH_LEN, op->hash}, v;
+    struct record_hdr hdr;
+    int rc;
+
+    if (op->len > UINT32_MAX || (op->len != 0 && op->data == NULL)) {
+        *result = EDGE_STORE_EINVAL;
+        return 0;
+    }
+    *result = EDGE_STORE_NOTFOUND;
+    if ((rc = mdb_get(w->txn, s->dbi_objects, &k, &v)) != 0)
+        return rc == MDB_NOTFOUND ? 0 : rc;
+    if (parse_record(&v, &hdr) != 0 || hdr.fill_id != op->fill_id)
+        return 0; /* gone, corrupt, or replaced by a newer fill: never overwrite it */
+
+    /* Soft purges applied before the revalidation started are answered by it; later ones still apply. */
+    uint64_t cutoff = w->st.max_ban_id;
+    if (op->started_fill_id != 0) {
+        for (size_t i = 0; i < s->wbans_n; ++i) {
+            if (s->wbans[i].v.watermark > op->started_fill_id) {
+                cutoff = s->wbans[i].v.id - 1;
+                break;
+            }
+        }
+    }
+    if (cutoff < hdr.revalidated_ban_id)
+        cutoff = hdr.revalidated_ban_id;
+    struct obj_view view = rec_view(&v, &hdr);
+    int still_stale = s->wbans_n != 0 && writer_check_bans(s, hdr.fill_id, cutoff, &view) != BAN_NONE;
+
+    size_t prefix = sizeof(hdr) + hdr.key_len + hdr.variant_len + hdr.tags_len, old_len = v.mv_size;
+    char *buf = malloc(prefix); /* the old record's page may be reused by the put */
+    if (buf == NULL)
+        return ENOMEM;
+    memcpy(buf, v.mv_data, prefix);
+    hdr.meta_len = (uint32_t)op->len;
+    hdr.revalidated_ban_id = cutoff;
+    if (!still_stale)
+        hdr.flags &= ~REC_FLAG_STALE;
+    memcpy(buf, &hdr, sizeof(hdr));
+    v = (MDB_val){prefix + op->len, NULL};
+    if ((rc = mdb_put(w->txn, s->dbi_objects, &k, &v, MDB_RESERVE)) == 0) {
+        memcpy(v.mv_data, buf, prefix);
+        if (op->len != 0)
+            memcpy((char *)v.mv_data + prefix, op->data, op->len);
+        w->st.live_bytes = sub_clamp(w->st.live_bytes, charge(s, EDGE_STORE_HASH_LEN, old_len));
+        w->st.live_bytes += charge(s, EDGE_STORE_HASH_LEN, prefix + op->len);
+        *result = 0;
+    }
+    free(buf);
+    return rc;
+}
+
 static int apply_op(struct wtxn *w, edge_store_op_t *op, int *result)
 {
     switch ((int)op->kind) {
@@ -597,7 +1335,16 @@ static int apply_op(struct wtxn *w, edge_store_op_t *op, int *result)
         return abort_fill(w, op->fill_id);
     case EDGE_STORE_OP_DELETE:
         return apply_delete(w, op, result);
+    case EDGE_STORE_OP_DELETE_GROUP:
+        return apply_delete_group(w, op, result);
+    case EDGE_STORE_OP_TRIM_GROUP:
+        return apply_trim_group(w, op, result);
+    case EDGE_STORE_OP_BAN:
+        return apply_ban(w, op, result);
+    case EDGE_STORE_OP_UPDATE_META:
+        return apply_update_meta(w, op, result);
     case OP_BARRIER:
+    case OP_IDLE:
         *result = 0;
         return 0;
     default:
@@ -805,6 +1552,241 @@ Done:
     finish_barriers(list);
 }
 
+/* ---- ban sweeps (writer thread) ---- */
+
+/* Applies ban `b` to the object at `hash`, if it exists, is older than the ban and matches it. */
+static int sweep_candidate(struct wtxn *w, const struct wban *b, const uint8_t *hash)
+{
+    edge_store_t *s = w->s;
+    MDB_val k = {EDGE_STORE_HASH_LEN, (void *)hash}, v;
+    struct record_hdr hdr;
+    int rc = mdb_get(w->txn, s->dbi_objects, &k, &v);
+
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc != 0)
+        return rc;
+    if (parse_record(&v, &hdr) != 0 || hdr.fill_id >= b->v.watermark)
+        return 0; /* a corrupt record is a miss already; eviction removes it */
+    struct obj_view view = rec_view(&v, &hdr);
+    if (!ban_matches(&b->v, &view))
+        return 0;
+    if (!b->v.soft) {
+        if ((rc = remove_object(w, hash, &v, 0)) == 0)
+            w->st.swept_objects += 1;
+        return rc;
+    }
+    if ((hdr.flags & REC_FLAG_STALE) || hdr.revalidated_ban_id >= b->v.id)
+        return 0;
+    /* copy: the record lives in a page this transaction is about to modify */
+    char *buf = malloc(v.mv_size);
+    if (buf == NULL)
+        return ENOMEM;
+    memcpy(buf, v.mv_data, v.mv_size);
+    hdr.flags |= REC_FLAG_STALE;
+    memcpy(buf, &hdr, sizeof(hdr));
+    MDB_val nv = {v.mv_size, buf};
+    if ((rc = mdb_put(w->txn, s->dbi_objects, &k, &nv, 0)) == 0)
+        w->st.swept_objects += 1;
+    free(buf);
+    return rc;
+}
+
+/**
+ * Finds the hash after b->pos: among the keys of "objects" (index_key NULL) or the members of
+ * `index_key` in an index database.
+ * @return 0 with *found set, or an LMDB error
+ */
+static int next_candidate(struct wtxn *w, MDB_dbi dbi, const void *index_key, size_t index_key_len, const struct wban *b,
+                          uint8_t *out, int *found)
+{
+    MDB_cursor *cur;
+    MDB_val k, d;
+    int rc;
+
+    *found = 0;
+    if ((rc = mdb_cursor_open(w->txn, dbi, &cur)) != 0)
+        return rc;
+    if (index_key != NULL) {
+        k = (MDB_val){index_key_len, (void *)index_key};
+        d = (MDB_val){EDGE_STORE_HASH_LEN, (void *)b->pos};
+        rc = mdb_cursor_get(cur, &k, &d, MDB_GET_BOTH_RANGE);
+    } else {
+        k = (MDB_val){EDGE_STORE_HASH_LEN, (void *)b->pos};
+        rc = mdb_cursor_get(cur, &k, &d, MDB_SET_RANGE);
+    }
+    const MDB_val *h = index_key != NULL ? &d : &k;
+    if (rc == 0 && b->have_pos && h->mv_size == EDGE_STORE_HASH_LEN && memcmp(h->mv_data, b->pos, EDGE_STORE_HASH_LEN) == 0)
+        rc = mdb_cursor_get(cur, &k, &d, index_key != NULL ? MDB_NEXT_DUP : MDB_NEXT);
+    if (rc == 0 && h->mv_size == EDGE_STORE_HASH_LEN) {
+        memcpy(out, h->mv_data, EDGE_STORE_HASH_LEN);
+        *found = 1;
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : rc; /* a key of another size is not ours: the walk ends there */
+}
+
+/* One bounded step of the sweep of `b`. @param[out] done  set when the sweep is complete */
+static int sweep_ban(struct wtxn *w, struct wban *b, int *done)
+{
+    edge_store_t *s = w->s;
+    int rc, found;
+
+    *done = 0;
+    if (b->v.kind == EDGE_STORE_BAN_URL && !b->did_primary) {
+        if ((rc = sweep_candidate(w, b, b->url_hash)) != 0)
+            return rc;
+        b->did_primary = 1;
+    }
+    for (unsigned n = 0; n < SWEEP_BAN_PER_STEP; ++n) {
+        uint8_t hash[EDGE_STORE_HASH_LEN];
+        switch (b->v.kind) {
+        case EDGE_STORE_BAN_URL:
+            rc = next_candidate(w, s->dbi_groups, b->url_hash, EDGE_STORE_HASH_LEN, b, hash, &found);
+            break;
+        case EDGE_STORE_BAN_TAG:
+            rc = next_candidate(w, s->dbi_tags, b->v.value, b->v.value_len, b, hash, &found);
+            break;
+        default:
+            rc = next_candidate(w, s->dbi_objects, NULL, 0, b, hash, &found);
+            break;
+        }
+        if (rc != 0)
+            return rc;
+        if (!found) {
+            *done = 1;
+            return 0;
+        }
+        if ((rc = sweep_candidate(w, b, hash)) != 0)
+            return rc;
+        memcpy(b->pos, hash, sizeof(b->pos));
+        b->have_pos = 1;
+    }
+    return 0;
+}
+
+static int on_reader_line(const char *msg, void *ctx)
+{
+    uint64_t *oldest = ctx;
+    unsigned long long txnid;
+    int pid;
+    size_t tid;
+    /* "pid thread txnid", or "pid thread -" for an idle slot; the header line does not parse */
+    if (sscanf(msg, "%d %zx %llu", &pid, &tid, &txnid) == 3 && txnid < *oldest)
+        *oldest = txnid;
+    return 0;
+}
+
+/* @return the snapshot txn id of the oldest open read txn, or UINT64_MAX */
+static uint64_t oldest_reader(edge_store_t *s)
+{
+    uint64_t oldest = UINT64_MAX;
+    mdb_reader_list(s->env, on_reader_line, &oldest);
+    return oldest;
+}
+
+/**
+ * A swept ban can retire when no fill below its watermark is live (no COMMIT can need the check)
+ * and no read txn has a snapshot older than the sweep's last commit (such a reader still sees the
+ * objects the sweep deleted or marked, and needs the ban to hide them).
+ */
+static int can_retire(const struct wban *b, uint64_t min_live, uint64_t oldest)
+{
+    return b->swept && b->v.watermark <= min_live && oldest >= b->swept_txnid;
+}
+
+/* Whether the writer has ban work it can do now: a sweep, or a retirement. *blocked: a swept ban
+ * waits for an old reader (readers do not wake the writer: it polls). */
+static int ban_work_ex(edge_store_t *s, int *blocked)
+{
+    int swept = 0;
+    *blocked = 0;
+    if (s->ban_backoff)
+        return 0;
+    for (size_t i = 0; i < s->wbans_committed; ++i) {
+        if (!s->wbans[i].swept)
+            return 1;
+        swept = 1;
+    }
+    if (!swept)
+        return 0;
+    uint64_t min_live = min_live_fill(s), oldest = oldest_reader(s);
+    for (size_t i = 0; i < s->wbans_committed; ++i) {
+        if (can_retire(&s->wbans[i], min_live, oldest))
+            return 1;
+        if (s->wbans[i].swept && s->wbans[i].v.watermark <= min_live)
+            *blocked = 1;
+    }
+    return 0;
+}
+
+static int ban_work(edge_store_t *s)
+{
+    int blocked;
+    return ban_work_ex(s, &blocked);
+}
+
+/* One transaction: a bounded step of the oldest unfinished sweep, then the retirement of every ban
+ * whose sweep is done and below whose watermark no fill is live (no COMMIT can need the check). */
+static void ban_step(edge_store_t *s)
+{
+    struct wtxn w;
+    struct wban *b = NULL, saved;
+    int done = 0, rc;
+
+    if ((rc = wtxn_begin(s, &w)) != 0)
+        goto Error;
+    for (size_t i = 0; i < s->wbans_committed && b == NULL; ++i)
+        if (!s->wbans[i].swept)
+            b = &s->wbans[i];
+    if (b != NULL) {
+        saved = *b;
+        if ((rc = sweep_ban(&w, b, &done)) != 0) {
+            mdb_txn_abort(w.txn);
+            *b = saved;
+            goto Error;
+        }
+    }
+    uint64_t min_live = min_live_fill(s), oldest = oldest_reader(s);
+    for (size_t i = 0; i < s->wbans_committed && rc == 0; ++i) {
+        struct wban *r = &s->wbans[i];
+        if (!can_retire(r, min_live, oldest))
+            continue; /* one completed by this txn waits for the next step: readers must see this commit */
+        uint8_t kbuf[8];
+        put_be64(kbuf, r->v.id);
+        if ((rc = del_ignore_missing(w.txn, s->dbi_bans, kbuf, sizeof(kbuf))) == 0) {
+            r->retiring = 1;
+            s->bans_dirty = 1;
+        }
+    }
+    if (rc != 0) {
+        mdb_txn_abort(w.txn);
+        if (b != NULL)
+            *b = saved;
+        goto Error;
+    }
+    uint64_t txnid = mdb_txn_id(w.txn);
+    if ((rc = wtxn_commit(&w)) != 0) {
+        if (b != NULL)
+            *b = saved; /* bans_settle did not run: b still points at it */
+        goto Error;
+    }
+    /* b may have moved (bans_settle compacts the list): mark by id */
+    if (b != NULL && done) {
+        for (size_t i = 0; i < s->wbans_n; ++i) {
+            if (s->wbans[i].v.id == saved.v.id) {
+                s->wbans[i].swept = 1;
+                s->wbans[i].swept_txnid = txnid;
+            }
+        }
+    }
+    return;
+
+Error:
+    log_error("BAN_SWEEP_ERR detail=\"%s\", retried after the next batch", mdb_strerror(rc));
+    s->ban_backoff = 1;
+}
+
 /* ---- batches (writer thread) ---- */
 
 static int try_batch(edge_store_t *s, edge_store_op_t **ops, size_t n, int *results)
@@ -873,7 +1855,8 @@ static uint64_t batch_charge(edge_store_t *s, edge_store_op_t **ops, size_t n)
         if (ops[i]->kind == EDGE_STORE_OP_CHUNK)
             total += charge(s, CHUNK_KEY_LEN, ops[i]->len);
         else if (ops[i]->kind == EDGE_STORE_OP_COMMIT)
-            total += charge(s, EDGE_STORE_HASH_LEN, sizeof(struct record_hdr) + ops[i]->key_len + ops[i]->len);
+            total += charge(s, EDGE_STORE_HASH_LEN, sizeof(struct record_hdr) + ops[i]->key_len + ops[i]->variant_len +
+                                                        ops[i]->num_tags * 2 + ops[i]->len);
     }
     return total;
 }
@@ -927,8 +1910,22 @@ static void run_batch(edge_store_t *s, edge_store_op_t **ops, size_t n)
             results[i] = EDGE_STORE_EIO;
     }
 
+    /* The fills these ops finish can no longer commit: bans may retire (before on_done, which may free the op). */
+    for (size_t i = 0; i < n; ++i) {
+        if (ops[i]->kind == EDGE_STORE_OP_COMMIT || ops[i]->kind == EDGE_STORE_OP_ABORT)
+            release_fill(s, ops[i]->fill_id);
+        else if (ops[i]->kind == EDGE_STORE_OP_UPDATE_META && ops[i]->started_fill_id != 0)
+            release_fill(s, ops[i]->started_fill_id);
+    }
+    s->ban_backoff = 0;
+
     edge_store_op_t *deferred = NULL;
     for (size_t i = 0; i < n; ++i) {
+        if (ops[i]->kind == OP_IDLE) {
+            ops[i]->_next = s->idle_barriers;
+            s->idle_barriers = ops[i];
+            continue;
+        }
         if (ops[i]->kind == OP_BARRIER && s->sweeping) {
             /* flush also waits for the sweep started at open */
             ops[i]->_next = deferred;
@@ -969,8 +1966,22 @@ static void *writer_main(void *arg)
     for (;;) {
         size_t n = 0, bytes = 0;
         pthread_mutex_lock(&s->mutex);
-        while (s->head == NULL && !s->closing && !s->sweeping)
-            pthread_cond_wait(&s->cond, &s->mutex);
+        int blocked = 0;
+        while (s->head == NULL && !s->closing && !s->sweeping && !ban_work_ex(s, &blocked)) {
+            if (!blocked) {
+                pthread_cond_wait(&s->cond, &s->mutex);
+                continue;
+            }
+            /* a ban waits for an old read txn to end: look again soon */
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += BAN_READER_POLL_MS * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec += 1;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&s->cond, &s->mutex, &ts);
+        }
         if (s->head == NULL && s->closing) {
             pthread_mutex_unlock(&s->mutex);
             break;
@@ -990,11 +2001,21 @@ static void *writer_main(void *arg)
             run_batch(s, ops, n);
         if (s->sweeping)
             sweep_step(s);
+        else if (ban_work(s))
+            ban_step(s);
+        if (s->idle_barriers != NULL && !s->sweeping && !ban_work(s)) {
+            edge_store_op_t *list = s->idle_barriers;
+            s->idle_barriers = NULL;
+            finish_barriers(list);
+        }
     }
 
     /* closing with the sweep unfinished: the rest is swept at the next open */
     edge_store_op_t *list = s->deferred_barriers;
     s->deferred_barriers = NULL;
+    finish_barriers(list);
+    list = s->idle_barriers;
+    s->idle_barriers = NULL;
     finish_barriers(list);
     return NULL;
 }
@@ -1043,6 +2064,65 @@ static int recount(edge_store_t *s, MDB_txn *txn, struct wstate *st)
     return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
+/* Loads the live bans recorded by an earlier run; their sweeps start over. A corrupt record is dropped. */
+static int load_bans(edge_store_t *s, MDB_txn *txn)
+{
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rc;
+
+    if ((rc = mdb_cursor_open(txn, s->dbi_bans, &cur)) != 0)
+        return rc;
+    while ((rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+        struct ban_rec rec;
+        if (k.mv_size == 8 && v.mv_size >= sizeof(rec))
+            memcpy(&rec, v.mv_data, sizeof(rec));
+        if (k.mv_size != 8 || v.mv_size < sizeof(rec) || rec.magic != BAN_MAGIC || rec.version != FORMAT_VERSION ||
+            rec.kind < EDGE_STORE_BAN_URL || rec.kind > EDGE_STORE_BAN_ALL || rec.soft > 1 ||
+            v.mv_size != sizeof(rec) + rec.value_len || rec.value_len > EDGE_STORE_MAX_BAN_VALUE) {
+            log_error("CORRUPT op=open detail=\"ban record fails validation, dropped\"");
+            if ((rc = mdb_cursor_del(cur, 0)) != 0)
+                break;
+            continue;
+        }
+        if (s->wbans_n == s->wbans_cap) {
+            size_t cap = s->wbans_cap == 0 ? 16 : s->wbans_cap * 2;
+            struct wban *nb = realloc(s->wbans, cap * sizeof(*nb));
+            if (nb == NULL) {
+                rc = ENOMEM;
+                break;
+            }
+            s->wbans = nb;
+            s->wbans_cap = cap;
+        }
+        char *value = malloc(rec.value_len + 1);
+        if (value == NULL) {
+            rc = ENOMEM;
+            break;
+        }
+        memcpy(value, (const char *)v.mv_data + sizeof(rec), rec.value_len);
+        value[rec.value_len] = '\0';
+        struct wban *b = &s->wbans[s->wbans_n++];
+        memset(b, 0, sizeof(*b));
+        b->v = (struct ban_view){.id = get_be64(k.mv_data), .watermark = rec.watermark, .value = value,
+                                 .value_len = rec.value_len, .kind = rec.kind, .soft = rec.soft};
+        if (rec.kind == EDGE_STORE_BAN_URL)
+            edge_store_hash(value, rec.value_len, b->url_hash);
+    }
+    mdb_cursor_close(cur);
+    s->wbans_committed = s->wbans_n;
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+static void free_bans(edge_store_t *s)
+{
+    for (size_t i = 0; i < s->wbans_n; ++i)
+        free((void *)s->wbans[i].v.value);
+    free(s->wbans);
+    s->wbans = NULL;
+    s->wbans_n = s->wbans_cap = s->wbans_committed = 0;
+}
+
 static int open_dbs(edge_store_t *s, struct wstate *st, int *has_pending)
 {
     MDB_txn *txn;
@@ -1055,7 +2135,10 @@ static int open_dbs(edge_store_t *s, struct wstate *st, int *has_pending)
         (rc = mdb_dbi_open(txn, "chunks", MDB_CREATE, &s->dbi_chunks)) != 0 ||
         (rc = mdb_dbi_open(txn, "pending", MDB_CREATE, &s->dbi_pending)) != 0 ||
         (rc = mdb_dbi_open(txn, "fifo", MDB_CREATE, &s->dbi_fifo)) != 0 ||
-        (rc = mdb_dbi_open(txn, "stats", MDB_CREATE, &s->dbi_stats)) != 0)
+        (rc = mdb_dbi_open(txn, "stats", MDB_CREATE, &s->dbi_stats)) != 0 ||
+        (rc = mdb_dbi_open(txn, "groups", MDB_CREATE | MDB_DUPSORT | MDB_DUPFIXED, &s->dbi_groups)) != 0 ||
+        (rc = mdb_dbi_open(txn, "tags", MDB_CREATE | MDB_DUPSORT | MDB_DUPFIXED, &s->dbi_tags)) != 0 ||
+        (rc = mdb_dbi_open(txn, "bans", MDB_CREATE, &s->dbi_bans)) != 0)
         goto Error;
 
     memset(st, 0, sizeof(*st));
@@ -1066,6 +2149,7 @@ static int open_dbs(edge_store_t *s, struct wstate *st, int *has_pending)
         st->live_bytes = rec.live_bytes;
         st->objects = rec.objects;
         st->max_fill_id = rec.max_fill_id;
+        st->max_ban_id = rec.max_ban_id;
     } else if (rc == 0 || rc == MDB_NOTFOUND) {
         int corrupt = rc == 0;
         MDB_stat ms;
@@ -1088,6 +2172,11 @@ static int open_dbs(edge_store_t *s, struct wstate *st, int *has_pending)
     if (id > st->max_fill_id)
         st->max_fill_id = id;
     st->next_seq = last_fill_id(txn, s->dbi_fifo, 8) + 1; /* the same big-endian 8-byte key */
+    id = last_fill_id(txn, s->dbi_bans, 8); /* ban ids: the same big-endian 8-byte key */
+    if (id > st->max_ban_id)
+        st->max_ban_id = id;
+    if ((rc = load_bans(s, txn)) != 0)
+        goto Error;
 
     MDB_stat ms;
     if ((rc = mdb_stat(txn, s->dbi_pending, &ms)) != 0)
@@ -1139,7 +2228,7 @@ edge_store_t *edge_store_open(const edge_store_settings_t *settings, char *err, 
         s->env = NULL;
         goto Error;
     }
-    if ((rc = mdb_env_set_maxdbs(s->env, 8)) != 0 || (rc = mdb_env_set_mapsize(s->env, (size_t)s->budget_bytes)) != 0 ||
+    if ((rc = mdb_env_set_maxdbs(s->env, 16)) != 0 || (rc = mdb_env_set_mapsize(s->env, (size_t)s->budget_bytes)) != 0 ||
         (rc = mdb_env_set_maxreaders(s->env, readers)) != 0)
         goto Error;
     /* MDB_NOTLS: a worker thread holds one read txn per in-flight response. Commits stay synced. */
@@ -1151,30 +2240,49 @@ edge_store_t *edge_store_open(const edge_store_settings_t *settings, char *err, 
         goto Error;
 
     s->next_fill_id = s->w.max_fill_id + 1;
+    for (size_t i = 0; i < s->wbans_n; ++i)
+        if (s->wbans[i].v.watermark > s->next_fill_id)
+            s->next_fill_id = s->wbans[i].v.watermark; /* new fills are never covered by an old ban */
     s->sweep_limit = s->next_fill_id;
     s->sweeping = has_pending;
     s->pub.live_bytes = s->w.live_bytes;
     s->pub.objects = s->w.objects;
 
     pthread_mutex_init(&s->mutex, NULL);
+    pthread_mutex_init(&s->fills_mutex, NULL);
+    pthread_mutex_init(&s->bans_mutex, NULL);
     pthread_cond_init(&s->cond, NULL);
     pthread_cond_init(&s->flush_cond, NULL);
+    struct ban_list *bans;
+    if ((rc = build_ban_list(s, &bans)) != 0) {
+        snprintf(err, errlen, "store %s: out of memory", s->path);
+        goto ErrorThreads;
+    }
+    publish_bans(s, bans);
     if ((rc = pthread_create(&s->writer, NULL, writer_main, s)) != 0) {
         snprintf(err, errlen, "store %s: cannot start the writer thread: %s", s->path, strerror(rc));
-        pthread_mutex_destroy(&s->mutex);
-        pthread_cond_destroy(&s->cond);
-        pthread_cond_destroy(&s->flush_cond);
-        mdb_env_close(s->env);
-        free(s->path);
-        free(s);
-        return NULL;
+        ban_list_release(s->bans_cur);
+        goto ErrorThreads;
     }
     return s;
+
+ErrorThreads:
+    pthread_mutex_destroy(&s->mutex);
+    pthread_mutex_destroy(&s->fills_mutex);
+    pthread_mutex_destroy(&s->bans_mutex);
+    pthread_cond_destroy(&s->cond);
+    pthread_cond_destroy(&s->flush_cond);
+    mdb_env_close(s->env);
+    free_bans(s);
+    free(s->path);
+    free(s);
+    return NULL;
 
 Error:
     snprintf(err, errlen, "store %s: %s", s->path, mdb_strerror(rc));
     if (s->env != NULL)
         mdb_env_close(s->env);
+    free_bans(s);
     free(s->path);
     free(s);
     return NULL;
@@ -1192,7 +2300,12 @@ void edge_store_close(edge_store_t *store)
     if (rc != 0)
         log_error("CLOSE_ERR path=%s detail=\"sync: %s\"", store->path, mdb_strerror(rc));
     mdb_env_close(store->env);
+    ban_list_release(store->bans_cur);
+    free_bans(store);
+    free(store->fills);
     pthread_mutex_destroy(&store->mutex);
+    pthread_mutex_destroy(&store->fills_mutex);
+    pthread_mutex_destroy(&store->bans_mutex);
     pthread_cond_destroy(&store->cond);
     pthread_cond_destroy(&store->flush_cond);
     free(store->path);
@@ -1213,6 +2326,17 @@ static void on_barrier_done(edge_store_op_t *op, int result)
 void edge_store_flush(edge_store_t *store)
 {
     struct barrier b = {.op = {.kind = OP_BARRIER, .on_done = on_barrier_done, .data_owner = store}};
+
+    edge_store_submit(store, &b.op);
+    pthread_mutex_lock(&store->mutex);
+    while (!b.done)
+        pthread_cond_wait(&store->flush_cond, &store->mutex);
+    pthread_mutex_unlock(&store->mutex);
+}
+
+void edge_store_wait_idle(edge_store_t *store)
+{
+    struct barrier b = {.op = {.kind = OP_IDLE, .on_done = on_barrier_done, .data_owner = store}};
 
     edge_store_submit(store, &b.op);
     pthread_mutex_lock(&store->mutex);
@@ -1248,6 +2372,7 @@ int edge_store_read_begin(edge_store_t *store, edge_store_txn_t **txn)
     if (t == NULL)
         return EDGE_STORE_EIO;
     t->store = store;
+    t->bans = NULL; /* taken by the first edge_store_get that needs it */
     if ((rc = mdb_txn_begin(store->env, NULL, MDB_RDONLY, &t->txn)) != 0) {
         free(t);
         if (rc == MDB_READERS_FULL)
@@ -1262,7 +2387,21 @@ int edge_store_read_begin(edge_store_t *store, edge_store_txn_t **txn)
 void edge_store_read_end(edge_store_txn_t *txn)
 {
     mdb_txn_abort(txn->txn);
+    ban_list_release(txn->bans);
     free(txn);
+}
+
+/* Takes a reference to the current ban list (only when it changed since the txn last looked). */
+static void refresh_bans(edge_store_txn_t *txn)
+{
+    edge_store_t *s = txn->store;
+    pthread_mutex_lock(&s->bans_mutex);
+    struct ban_list *cur = s->bans_cur;
+    if (cur != NULL)
+        __atomic_fetch_add(&cur->refcnt, 1, __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&s->bans_mutex);
+    ban_list_release(txn->bans);
+    txn->bans = cur;
 }
 
 int edge_store_get(edge_store_txn_t *txn, const uint8_t hash[EDGE_STORE_HASH_LEN], edge_store_object_t *out)
@@ -1281,14 +2420,62 @@ int edge_store_get(edge_store_txn_t *txn, const uint8_t hash[EDGE_STORE_HASH_LEN
         log_error("CORRUPT op=get detail=\"object record fails validation\"");
         return EDGE_STORE_ECORRUPT;
     }
+    int banned = BAN_NONE;
+    /* the hit path with no ban: one atomic load (bans_cur NULL, txn->bans NULL) */
+    if (__atomic_load_n(&txn->store->bans_cur, __ATOMIC_ACQUIRE) != txn->bans)
+        refresh_bans(txn);
+    if (txn->bans != NULL && hdr.fill_id < txn->bans->max_watermark) {
+        struct obj_view view = rec_view(&v, &hdr);
+        if ((banned = check_ban_list(txn->bans, hdr.fill_id, hdr.revalidated_ban_id, &view)) == BAN_HARD) {
+            __atomic_fetch_add(&txn->store->pub.ban_hits, 1, __ATOMIC_RELAXED);
+            return EDGE_STORE_NOTFOUND;
+        }
+    }
     out->fill_id = hdr.fill_id;
     out->body_size = hdr.body_size;
     out->num_chunks = hdr.num_chunks;
-    out->key = (const char *)v.mv_data + sizeof(hdr);
+    out->key = rec_key(&v);
     out->key_len = hdr.key_len;
-    out->meta = (const char *)v.mv_data + sizeof(hdr) + hdr.key_len;
+    out->meta = rec_meta(&v, &hdr);
     out->meta_len = hdr.meta_len;
+    out->variant = rec_variant(&v, &hdr);
+    out->variant_len = hdr.variant_len;
+    memcpy(out->group, hdr.group, sizeof(out->group));
+    out->tags = rec_tags(&v, &hdr);
+    out->tags_len = hdr.tags_len;
+    out->stale_flag = (hdr.flags & REC_FLAG_STALE) != 0;
+    out->soft_purged = out->stale_flag || banned == BAN_SOFT;
     return 0;
+}
+
+int edge_store_group_count(edge_store_txn_t *txn, const uint8_t group[EDGE_STORE_HASH_LEN], size_t *count)
+{
+    MDB_cursor *cur;
+    MDB_val k = {EDGE_STORE_HASH_LEN, (void *)group}, d;
+    size_t n = 0;
+    int rc;
+
+    *count = 0;
+    if ((rc = mdb_cursor_open(txn->txn, txn->store->dbi_groups, &cur)) != 0)
+        goto Error;
+    rc = mdb_cursor_get(cur, &k, &d, MDB_SET_KEY);
+    if (rc == 0)
+        rc = mdb_cursor_count(cur, &n);
+    mdb_cursor_close(cur);
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc != 0)
+        goto Error;
+    *count = n;
+    return 0;
+Error:
+    log_error("READ_ERR detail=\"%s\"", mdb_strerror(rc));
+    return EDGE_STORE_EIO;
+}
+
+int edge_store_object_next_tag(const edge_store_object_t *obj, size_t *cursor, const char **tag, size_t *len)
+{
+    return tags_next(obj->tags, obj->tags_len, cursor, tag, len);
 }
 
 int edge_store_get_chunk(edge_store_txn_t *txn, uint64_t fill_id, uint32_t n, const void **data, size_t *len)
@@ -1321,7 +2508,25 @@ void edge_store_touch(edge_store_t *store, uint64_t fill_id)
 
 uint64_t edge_store_new_fill_id(edge_store_t *store)
 {
-    return __atomic_fetch_add(&store->next_fill_id, 1, __ATOMIC_RELAXED);
+    pthread_mutex_lock(&store->fills_mutex);
+    uint64_t id = store->next_fill_id++;
+    int rc = fills_add(store, id);
+    pthread_mutex_unlock(&store->fills_mutex);
+    if (rc != 0)
+        log_error("FILL_TRACK_ERR fill_id=%llu detail=\"out of memory, a purge may retire before this fill ends\"",
+                  (unsigned long long)id);
+    return id;
+}
+
+void edge_store_fill_release(edge_store_t *store, uint64_t fill_id)
+{
+    release_fill(store, fill_id);
+    /* a ban may be waiting for this fill to retire: wake the writer */
+    if (__atomic_load_n(&store->bans_live_n, __ATOMIC_RELAXED) != 0) {
+        pthread_mutex_lock(&store->mutex);
+        pthread_cond_signal(&store->cond);
+        pthread_mutex_unlock(&store->mutex);
+    }
 }
 
 void edge_store_get_stats(edge_store_t *store, edge_store_stats_t *out)
@@ -1334,6 +2539,10 @@ void edge_store_get_stats(edge_store_t *store, edge_store_stats_t *out)
     out->swept_fills = __atomic_load_n(&store->pub.swept_fills, __ATOMIC_RELAXED);
     out->dropped_fills = __atomic_load_n(&store->pub.dropped_fills, __ATOMIC_RELAXED);
     out->max_size_bytes = store->budget_bytes;
+    out->bans_live = __atomic_load_n(&store->bans_live_n, __ATOMIC_RELAXED);
+    out->bans_applied = __atomic_load_n(&store->pub.bans_applied, __ATOMIC_RELAXED);
+    out->ban_hits = __atomic_load_n(&store->pub.ban_hits, __ATOMIC_RELAXED);
+    out->swept_objects = __atomic_load_n(&store->pub.swept_objects, __ATOMIC_RELAXED);
 }
 
 const char *edge_store_strerror(int result)
@@ -1355,6 +2564,8 @@ const char *edge_store_strerror(int result)
         return "store closing";
     case EDGE_STORE_EINVAL:
         return "invalid op or incomplete fill";
+    case EDGE_STORE_EPURGED:
+        return "fill predates a purge, not stored";
     default:
         return "unknown store error";
     }
@@ -1366,4 +2577,18 @@ void edge_store_hash(const char *key, size_t key_len, uint8_t hash[EDGE_STORE_HA
     /* EVP_Digest with SHA-256 cannot fail short of OOM inside OpenSSL; never leave hash undefined */
     if (EVP_Digest(key, key_len, hash, &len, EVP_sha256(), NULL) != 1)
         memset(hash, 0, EDGE_STORE_HASH_LEN);
+}
+
+void edge_store_variant_hash(const char *key, size_t key_len, const char *variant, size_t variant_len,
+                             uint8_t hash[EDGE_STORE_HASH_LEN])
+{
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    unsigned int len = EDGE_STORE_HASH_LEN;
+    static const unsigned char sep = 0;
+    /* as in edge_store_hash: OpenSSL fails only on OOM; never leave hash undefined */
+    if (ctx == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1 || EVP_DigestUpdate(ctx, key, key_len) != 1 ||
+        EVP_DigestUpdate(ctx, &sep, 1) != 1 || EVP_DigestUpdate(ctx, variant, variant_len) != 1 ||
+        EVP_DigestFinal_ex(ctx, hash, &len) != 1)
+        memset(hash, 0, EDGE_STORE_HASH_LEN);
+    EVP_MD_CTX_free(ctx);
 }

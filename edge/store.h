@@ -23,6 +23,28 @@
  *   in-memory bit, no write) since it was last examined is moved to the back instead of evicted.
  *   MDB_MAP_FULL aborts the batch: the writer evicts and retries it once, else drops the fills of
  *   that batch (their on_done gets EDGE_STORE_EFULL). A client request never fails for it.
+ * - Variants: several objects per URL. Each record holds the URL key string and an optional
+ *   `variant` string (the secondary key built from the request headers named by Vary). The caller
+ *   computes the object's hash: edge_store_hash(key) for the primary, edge_store_variant_hash(key,
+ *   variant) for a variant, and passes `group` = edge_store_hash(key) to COMMIT. A group index
+ *   (group -> member hash) lets DELETE_GROUP remove every variant of a URL, TRIM_GROUP cap their
+ *   number, and edge_store_group_count count them. Every object committed with a non-zero group is a
+ *   member, whatever its own hash (so a primary committed with group = its own hash counts too).
+ * - Tags (Surrogate-Key, Cache-Tag): up to EDGE_STORE_MAX_TAGS per object, kept in the record and
+ *   in a tag index (tag -> member hash) used by the sweeper of tag purges.
+ * - Purges are bans: EDGE_STORE_OP_BAN records a ban (URL, prefix, host, tag, all; hard or soft)
+ *   with a watermark = the next fill id at that moment. Lookups check the live bans in memory: an
+ *   object whose fill_id < watermark and that matches a hard ban is a miss; one matching a soft ban
+ *   is returned with soft_purged set. A COMMIT of a fill that predates a matching live ban is refused
+ *   (hard: EDGE_STORE_EPURGED) or stored stale (soft). The writer thread sweeps matching objects in
+ *   bounded transactions between batches (delete, or set the persisted stale flag) and retires a ban
+ *   when its sweep is done, no fill whose id is below its watermark is still live, and no read txn
+ *   older than the sweep's last commit is open. Bans are kept
+ *   in their own database, so they survive restarts, and their sweeps start over at the next open.
+ * - Live fills: every id returned by edge_store_new_fill_id is live until a COMMIT or ABORT op for
+ *   it is applied, or edge_store_fill_release is called. A caller that takes a fill id and never
+ *   writes must release it, or bans whose watermark is above it are never retired (they keep working,
+ *   they only cost lookup time and memory).
  */
 #ifndef EDGE_STORE_H
 #define EDGE_STORE_H
@@ -44,6 +66,21 @@
 #define EDGE_STORE_ECLOSED (-31006)  /* the store is closing: the op was not applied */
 #define EDGE_STORE_EINVAL (-31007)   /* a malformed op, or a COMMIT whose chunks are missing or do not add up to
                                         body_size: the fill was aborted (its chunks deleted) */
+#define EDGE_STORE_EPURGED (-31008)  /* a COMMIT of a fill that began before a matching hard purge: refused, the
+                                        fill was aborted (its chunks deleted) */
+
+#define EDGE_STORE_MAX_TAGS 64        /* tags per object */
+#define EDGE_STORE_MAX_TAG_LEN 256    /* bytes per tag (at least 1) */
+#define EDGE_STORE_MAX_BAN_VALUE 8192 /* bytes of a ban value */
+
+/* What a ban (EDGE_STORE_OP_BAN) matches, compared with the object's URL key `scheme://host[:port]/path?query`. */
+typedef enum en_edge_store_ban_kind_t {
+    EDGE_STORE_BAN_URL = 1, /* the key equals the value: the URL and all its variants */
+    EDGE_STORE_BAN_PREFIX,  /* the key starts with the value */
+    EDGE_STORE_BAN_HOST,    /* the host[:port] of the key (between "://" and the next '/' or '?') equals the value */
+    EDGE_STORE_BAN_TAG,     /* one of the object's tags equals the value */
+    EDGE_STORE_BAN_ALL      /* every object (the value is ignored) */
+} edge_store_ban_kind_t;
 
 typedef struct st_edge_store_t edge_store_t;
 typedef struct st_edge_store_txn_t edge_store_txn_t;
@@ -61,15 +98,27 @@ typedef struct st_edge_store_object_t {
     uint32_t num_chunks;
     const char *key; /* the full cache key string (not NUL-terminated) */
     size_t key_len;
-    const void *meta; /* the caller's blob, as given to COMMIT */
+    const void *meta; /* the caller's blob, as given to COMMIT (or the last UPDATE_META) */
     size_t meta_len;
+    const char *variant; /* the secondary key given to COMMIT (not NUL-terminated; variant_len may be 0) */
+    size_t variant_len;
+    uint8_t group[EDGE_STORE_HASH_LEN]; /* the group given to COMMIT (zero-filled: none) */
+    const void *tags; /* the encoded tags: walk them with edge_store_object_next_tag */
+    size_t tags_len;
+    unsigned stale_flag : 1;  /* the persisted stale flag (set by a soft purge, cleared by UPDATE_META) */
+    unsigned soft_purged : 1; /* treat as stale: the stale flag is set, or a live soft ban matches */
 } edge_store_object_t;
 
 typedef enum en_edge_store_op_kind_t {
     EDGE_STORE_OP_CHUNK = 1, /* store chunk `chunk_index` of `fill_id` (index 0 also writes the pending record) */
     EDGE_STORE_OP_COMMIT,    /* write the object record: the object now exists; replaces any object at `hash` */
     EDGE_STORE_OP_ABORT,     /* the fill will never commit: delete its chunks and pending record */
-    EDGE_STORE_OP_DELETE     /* remove the object at `hash` (and its chunks), if any */
+    EDGE_STORE_OP_DELETE,    /* remove the object at `hash` (and its chunks), if any */
+    EDGE_STORE_OP_DELETE_GROUP, /* `hash` is a group: remove every member and the object at `hash` itself */
+    EDGE_STORE_OP_TRIM_GROUP,   /* `hash` is a group: remove its oldest members (by fill_id) beyond `max_members` */
+    EDGE_STORE_OP_BAN,          /* record a purge (ban_kind, ban_value, soft); sets `ban_id` before on_done(0) */
+    EDGE_STORE_OP_UPDATE_META   /* replace the meta blob (`data`, `len`) of the object at `hash` if its fill_id
+                                   equals `fill_id`, and clear its stale flag; else on_done(EDGE_STORE_NOTFOUND) */
 } edge_store_op_kind_t;
 
 /**
@@ -80,15 +129,34 @@ typedef enum en_edge_store_op_kind_t {
  */
 struct st_edge_store_op_t {
     edge_store_op_kind_t kind;
-    uint64_t fill_id;       /* CHUNK, COMMIT, ABORT */
+    uint64_t fill_id;       /* CHUNK, COMMIT, ABORT, UPDATE_META */
     uint32_t chunk_index;   /* CHUNK */
-    const void *data;       /* CHUNK: the bytes (at most EDGE_STORE_CHUNK_SIZE); COMMIT: the meta blob */
+    const void *data;       /* CHUNK: the bytes (at most EDGE_STORE_CHUNK_SIZE); COMMIT, UPDATE_META: the meta blob */
     size_t len;
-    uint8_t hash[EDGE_STORE_HASH_LEN]; /* COMMIT, DELETE */
-    const char *key;        /* COMMIT: the full cache key string */
+    uint8_t hash[EDGE_STORE_HASH_LEN]; /* COMMIT, DELETE, UPDATE_META; DELETE_GROUP, TRIM_GROUP: the group */
+    const char *key;        /* COMMIT: the URL key string */
     size_t key_len;
     uint64_t body_size;     /* COMMIT: must equal the sum of the chunk lengths */
     uint32_t num_chunks;    /* COMMIT: chunks 0..num_chunks-1 must all have been submitted before */
+    /* COMMIT, variants: the group (edge_store_hash of the URL key; zero-filled: no group) and the secondary key */
+    uint8_t group[EDGE_STORE_HASH_LEN];
+    const char *variant;
+    size_t variant_len;
+    /* COMMIT, tags: at most EDGE_STORE_MAX_TAGS of 1..EDGE_STORE_MAX_TAG_LEN bytes each, else EDGE_STORE_EINVAL */
+    const char *const *tags;
+    const size_t *tag_lens;
+    size_t num_tags;
+    uint32_t max_members;   /* TRIM_GROUP */
+    /* BAN: value (unused for ALL; at most EDGE_STORE_MAX_BAN_VALUE bytes, at least 1), hard (0) or soft (1) */
+    edge_store_ban_kind_t ban_kind;
+    const char *ban_value;
+    size_t ban_value_len;
+    int soft;
+    uint64_t ban_id;        /* BAN, out: the ban's id (monotonic across restarts), set before on_done(0) */
+    /* UPDATE_META, optional: a fill id taken with edge_store_new_fill_id when the revalidation request started
+     * (it is released when the op is applied). Soft purges applied after it keep the object stale. 0: every
+     * purge applied so far counts as revalidated. */
+    uint64_t started_fill_id;
     void (*on_done)(edge_store_op_t *op, int result);
     void *data_owner;       /* free for the caller */
     edge_store_op_t *_next; /* queue link, owned by the store */
@@ -103,6 +171,10 @@ typedef struct st_edge_store_stats_t {
     uint64_t swept_fills;    /* unfinished fills whose chunks were swept */
     uint64_t dropped_fills;  /* fills dropped because the map stayed full */
     uint64_t max_size_bytes;
+    uint64_t bans_live;      /* bans checked at lookup (applied, not yet retired) */
+    uint64_t bans_applied;   /* BAN ops applied since open */
+    uint64_t ban_hits;       /* lookups answered NOTFOUND because of a hard ban, since open */
+    uint64_t swept_objects;  /* objects deleted or marked stale by the ban sweeper, since open */
 } edge_store_stats_t;
 
 /**
@@ -124,6 +196,14 @@ void edge_store_close(edge_store_t *store);
 void edge_store_flush(edge_store_t *store);
 
 /**
+ * Blocks until every op submitted before the call has been applied and the writer has nothing left
+ * it can do now: the sweep of unfinished fills and the sweep of every ban are done, and every ban
+ * that can be retired is (a ban waiting for a live fill, or for an older read txn to end, does not
+ * hold it up). For tests and shutdown. Never call it from an on_done callback.
+ */
+void edge_store_wait_idle(edge_store_t *store);
+
+/**
  * Begins a read-only transaction (any thread; several per thread are fine).
  * @return 0, EDGE_STORE_EREADERS when every reader slot is taken, or EDGE_STORE_EIO
  */
@@ -133,8 +213,14 @@ void edge_store_read_end(edge_store_txn_t *txn);
 
 /**
  * Looks up the object stored under `hash`. Pointers in `out` point into the map and stay valid
- * until edge_store_read_end(txn).
- * @return 0, EDGE_STORE_NOTFOUND, or EDGE_STORE_ECORRUPT (the record fails validation)
+ * until edge_store_read_end(txn). The object is checked against the live bans that apply to it
+ * (watermark > its fill_id): a matching hard ban makes it a miss (counted in ban_hits); a matching
+ * soft ban, or the persisted stale flag, sets out->soft_purged (serve it as stale). With no live
+ * ban this costs one atomic load; with bans, the txn takes a reference to the current immutable ban
+ * list (a mutex held for a pointer copy, only when the list changed since the txn last looked).
+ * No allocation, no syscall.
+ * @return 0, EDGE_STORE_NOTFOUND, EDGE_STORE_ECORRUPT (the record fails validation; also a record of
+ *         an older format version), or EDGE_STORE_EIO
  */
 int edge_store_get(edge_store_txn_t *txn, const uint8_t hash[EDGE_STORE_HASH_LEN], edge_store_object_t *out);
 
@@ -144,11 +230,35 @@ int edge_store_get(edge_store_txn_t *txn, const uint8_t hash[EDGE_STORE_HASH_LEN
  */
 int edge_store_get_chunk(edge_store_txn_t *txn, uint64_t fill_id, uint32_t n, const void **data, size_t *len);
 
+/**
+ * Counts the members of a group (objects committed with this `group`) in the txn's snapshot.
+ * @return 0 with *count set (0 for an unknown group), or EDGE_STORE_EIO
+ */
+int edge_store_group_count(edge_store_txn_t *txn, const uint8_t group[EDGE_STORE_HASH_LEN], size_t *count);
+
+/**
+ * Walks the tags of an object read by edge_store_get. Start with *cursor = 0.
+ * @param[out] tag, len  the next tag (not NUL-terminated), valid as long as `obj` is
+ * @return 0 with the next tag, EDGE_STORE_NOTFOUND after the last one, or EDGE_STORE_ECORRUPT
+ */
+int edge_store_object_next_tag(const edge_store_object_t *obj, size_t *cursor, const char **tag, size_t *len);
+
 /** Sets the in-memory access bit of an object for second-chance eviction. No write, no lock. */
 void edge_store_touch(edge_store_t *store, uint64_t fill_id);
 
-/** @return a new fill id, greater than any used before, in this run or an earlier one. Thread-safe. */
+/**
+ * @return a new fill id, greater than any used before, in this run or an earlier one. Thread-safe
+ * (a short mutex: the id is recorded as live until a COMMIT or ABORT op for it is applied, or
+ * edge_store_fill_release). Take it before the origin fetch starts: a purge applied meanwhile then
+ * covers the fill when it commits.
+ */
 uint64_t edge_store_new_fill_id(edge_store_t *store);
+
+/**
+ * Declares that a fill id will never be written (no COMMIT or ABORT op will follow), so that bans
+ * can retire. Any thread; releasing an id twice, or after its COMMIT/ABORT, is harmless.
+ */
+void edge_store_fill_release(edge_store_t *store, uint64_t fill_id);
 
 /** Queues a write (any thread). Never blocks on I/O. After edge_store_close began: on_done(ECLOSED). */
 void edge_store_submit(edge_store_t *store, edge_store_op_t *op);
@@ -161,5 +271,9 @@ const char *edge_store_strerror(int result);
 
 /** SHA-256 of a cache key string, the store's key. */
 void edge_store_hash(const char *key, size_t key_len, uint8_t hash[EDGE_STORE_HASH_LEN]);
+
+/** The hash of a variant of the URL key `key`: SHA-256 of key, a 0 byte, variant (unambiguous: keys hold no 0 byte). */
+void edge_store_variant_hash(const char *key, size_t key_len, const char *variant, size_t variant_len,
+                             uint8_t hash[EDGE_STORE_HASH_LEN]);
 
 #endif

@@ -693,8 +693,9 @@ class Edge:
             return self.returncode
         timeout = (timeout or self.STOP_TIMEOUT) * SLOWDOWN
         if self.proc.poll() is not None:
-            self.died = "cdn-edge (pid %d) died on its own during the test with status %d" % (
-                self.proc.pid, self.proc.returncode)
+            if not getattr(self, "sigterm_sent", False):
+                self.died = "cdn-edge (pid %d) died on its own during the test with status %d" % (
+                    self.proc.pid, self.proc.returncode)
         else:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -707,6 +708,11 @@ class Edge:
         rc = self.proc.returncode
         self._collect(rc)
         return rc
+
+    def sigterm(self):
+        """Sends SIGTERM without waiting (a test watching the drain); stop() then collects the exit."""
+        self.sigterm_sent = True
+        self.proc.send_signal(signal.SIGTERM)
 
     def kill9(self):
         if self.proc is None:

@@ -53,7 +53,7 @@ class ShutdownWatchdog(EdgeTestCase):
         th = threading.Thread(target=lambda: http_request(edge.port, "GET", t, timeout=20 * SLOWDOWN))
         th.start()
         wait_for(lambda: self.origin.count(t) == 1, 5 * SLOWDOWN, what="the request reaching the origin")
-        edge.proc.send_signal(15)
+        edge.sigterm()
 
         def refused():
             try:

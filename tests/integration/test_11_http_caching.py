@@ -3,7 +3,7 @@ invalidation by unsafe methods, no-cache, only-if-cached."""
 
 import unittest
 
-from harness import EdgeTestCase, url
+from harness import EdgeTestCase, curl, url
 
 
 class HttpCaching(EdgeTestCase):
@@ -102,6 +102,82 @@ class HttpCaching(EdgeTestCase):
         r = self.get(t, headers={"Cache-Control": "only-if-cached"})
         self.assertEqual(r.status, 200)
         self.assertHit(r)
+
+    # --- conditional requests answered from the cache (RFC 9110 §13, RFC 9111 §4.3.2) ---
+
+    def test_if_none_match_on_a_hit_answers_304(self):
+        t = url("/r/inm", cc="max-age=600", etag='"v1"')
+        self.assertStored(self.get(t))
+        r = self.get(t, headers={"If-None-Match": '"v1"'})
+        self.assertEqual(r.status, 304, r)
+        self.assertEqual(r.body, b"")
+        self.assertEqual(r.header("etag"), '"v1"')
+        self.assertIs(r.edge_status().get("hit"), True)
+        self.assertEqual(r.header("cache-control"), "max-age=600")
+        self.assertIsNotNone(r.header("age"))
+        r = self.get(t, headers={"If-None-Match": 'W/"v1", "v2"'})  # weak comparison
+        self.assertEqual(r.status, 304, r)
+        r = self.get(t, headers={"If-None-Match": '"v2"'})
+        self.assertEqual(r.status, 200, r)
+        self.assertHit(r)
+        self.assertEqual(self.origin.count(t), 1)
+
+    def test_if_modified_since_on_a_hit(self):
+        lm = "Tue, 01 Jan 2019 00:00:00 GMT"
+        t = url("/r/ims", cc="max-age=600", hdr="Last-Modified:%s" % lm)
+        self.assertStored(self.get(t))
+        self.assertEqual(self.get(t, headers={"If-Modified-Since": lm}).status, 304)
+        self.assertEqual(self.get(t, headers={"If-Modified-Since": "Mon, 01 Jan 2018 00:00:00 GMT"}).status, 200)
+        self.assertEqual(self.origin.count(t), 1)
+
+    def test_if_match_failing_goes_to_the_origin(self):
+        t = url("/r/ifm", cc="max-age=600", etag='"v1"')
+        self.assertStored(self.get(t))
+        r = self.get(t, headers={"If-Match": '"other"'})
+        self.assertNotIn("hit", r.edge_status(), r)
+        self.assertEqual(self.origin.count(t), 2)
+        self.assertEqual(self.origin.last(t).header("if-match"), '"other"')
+
+    # --- byte ranges from the cache (RFC 9110 §14) ---
+
+    def test_single_ranges_on_a_hit(self):
+        t = url("/big/range", cc="max-age=600", size=200 << 10, etag='"r1"')
+        full = self.get(t).body
+        self.assertEqual(len(full), 200 << 10)
+        cases = [("bytes=0-9", 0, 9), ("bytes=-5", len(full) - 5, len(full) - 1),
+                 ("bytes=65530-65545", 65530, 65545),          # across a chunk boundary
+                 ("bytes=100000-", 100000, len(full) - 1),
+                 ("bytes=10-999999999999999999999", 10, len(full) - 1)]
+        for spec, first, last in cases:
+            with self.subTest(spec):
+                r = self.get(t, headers={"Range": spec})
+                self.assertEqual(r.status, 206, r)
+                self.assertEqual(r.header("content-range"), "bytes %d-%d/%d" % (first, last, len(full)))
+                self.assertEqual(r.body, full[first:last + 1])
+                self.assertIs(r.edge_status().get("hit"), True)
+        self.assertEqual(self.origin.count(t), 1)
+
+    def test_unsatisfiable_multiple_and_if_range(self):
+        t = url("/r/range2", cc="max-age=600", len=1000, etag='"r2"')
+        full = self.get(t).body
+        r = self.get(t, headers={"Range": "bytes=2000-"})
+        self.assertEqual(r.status, 416, r)
+        self.assertEqual(r.header("content-range"), "bytes */1000")
+        r = self.get(t, headers={"Range": "bytes=0-1,5-6"})
+        self.assertEqual((r.status, r.body), (200, full))
+        r = self.get(t, headers={"Range": "bytes=0-1", "If-Range": '"r2"'})
+        self.assertEqual((r.status, r.body), (206, full[:2]))
+        r = self.get(t, headers={"Range": "bytes=0-1", "If-Range": '"old"'})
+        self.assertEqual((r.status, r.body), (200, full))
+        self.assertEqual(self.origin.count(t), 1)
+
+    def test_range_on_http2_hit(self):
+        t = url("/big/range-h2", cc="max-age=600", size=150 << 10)
+        full = self.get(t).body
+        r = curl("http://127.0.0.1:%d%s" % (self.edge.port, t), ["--http2-prior-knowledge", "-r", "70000-70099"])
+        self.assertEqual(r.version, "2")
+        self.assertEqual(r.status, 206, r)
+        self.assertEqual(r.body, full[70000:70100])
 
 
 if __name__ == "__main__":

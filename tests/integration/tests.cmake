@@ -3,6 +3,7 @@
 set(EDGE_IT_DIR ${CMAKE_CURRENT_LIST_DIR})
 set(EDGE_IT_ENV
   "CDN_EDGE=$<TARGET_FILE:cdn-edge>"
+  "CDN_PURGE=$<TARGET_FILE:cdn-purge>"
   "EDGE_SOURCE_DIR=${CMAKE_SOURCE_DIR}"
   "EDGE_VERSION=${PROJECT_VERSION}"
   "PYTHONDONTWRITEBYTECODE=1")
@@ -39,6 +40,7 @@ edge_integration_test(test_06_restart_crash 120)
 edge_integration_test(test_07_admin_metrics 120)
 edge_integration_test(test_08_large_object 900 slow)
 edge_integration_test(test_09_embedded_default 90)
+edge_integration_test(test_20_cdn_purge 120)
 edge_integration_test(test_10_shutdown_watchdog 120)
 edge_integration_test(test_11_http_caching 120)
 # fixed ports 8080/8443/8081: never run beside anything else that might use them

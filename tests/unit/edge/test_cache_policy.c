@@ -625,13 +625,206 @@ static void test_methods(void **state)
     }
 }
 
+/* ---- heuristic freshness (RFC 9111 §4.2.2; RFC 9110 §15.1 heuristically cacheable statuses) ---- */
+
+static void test_heuristic_status(void **state)
+{
+    static const int yes[] = {200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501};
+    static const int no[] = {100, 201, 202, 302, 303, 304, 307, 400, 401, 403, 500, 502, 503, 504, 0, -1};
+    for (size_t i = 0; i != sizeof(yes) / sizeof(yes[0]); ++i)
+        assert_int_equal(edge_status_heuristically_cacheable(yes[i]), 1);
+    for (size_t i = 0; i != sizeof(no) / sizeof(no[0]); ++i)
+        assert_int_equal(edge_status_heuristically_cacheable(no[i]), 0);
+}
+
+struct heuristic_row_t {
+    const char *name;
+    int status;
+    const char *cc;
+    int has_expires, has_date, has_lm;
+    int64_t date, lm, response_time, max_sec;
+    int64_t expect, expect_combined;
+};
+
+static const struct heuristic_row_t heuristic_rows[] = {
+    {"10% of Date - LM", 200, "", 0, 1, 1, 11000, 1000, 11005, 86400, 1000, 1000},
+    {"rounds down", 200, "", 0, 1, 1, 1019, 1000, 2000, 86400, 1, 1},
+    {"response time without Date", 200, "", 0, 0, 1, 0, 1000, 2000, 86400, 100, 100},
+    {"capped", 200, "", 0, 1, 1, 100000000, 0, 100000000, 86400, 86400, 86400},
+    {"cap 0", 200, "", 0, 1, 1, 11000, 1000, 11000, 0, 0, 0},
+    {"LM after Date: 0", 200, "", 0, 1, 1, 1000, 2000, 1000, 86400, 0, 0},
+    {"no LM: none", 200, "", 0, 1, 0, 11000, 0, 11000, 86400, -1, -1},
+    {"206 heuristically cacheable", 206, "", 0, 1, 1, 11000, 1000, 11000, 86400, 1000, 1000},
+    {"404 heuristically cacheable", 404, "", 0, 1, 1, 11000, 1000, 11000, 86400, 1000, 1000},
+    {"501 heuristically cacheable", 501, "", 0, 1, 1, 11000, 1000, 11000, 86400, 1000, 1000},
+    {"302 is not", 302, "", 0, 1, 1, 11000, 1000, 11000, 86400, -1, -1},
+    {"500 is not", 500, "", 0, 1, 1, 11000, 1000, 11000, 86400, -1, -1},
+    {"302 with public", 302, "public", 0, 1, 1, 11000, 1000, 11000, 86400, 1000, 1000},
+    {"explicit max-age: no heuristic", 200, "max-age=5", 0, 1, 1, 11000, 1000, 11000, 86400, -1, 5},
+    {"explicit s-maxage: no heuristic", 200, "s-maxage=7", 0, 1, 1, 11000, 1000, 11000, 86400, -1, 7},
+    {"explicit Expires: no heuristic", 200, "", 1, 1, 1, 11000, 1000, 11000, 86400, -1, 0},
+    {"max-age=0 is explicit", 200, "max-age=0", 0, 1, 1, 11000, 1000, 11000, 86400, -1, 0},
+    {"no-cache does not stop the heuristic", 200, "no-cache", 0, 1, 1, 11000, 1000, 11000, 86400, 1000, 1000},
+};
+
+static void test_heuristic_table(void **state)
+{
+    for (size_t i = 0; i != sizeof(heuristic_rows) / sizeof(heuristic_rows[0]); ++i) {
+        const struct heuristic_row_t *r = heuristic_rows + i;
+        edge_response_facts_t f;
+        memset(&f, 0, sizeof(f));
+        f.status = r->status;
+        f.content_length = -1;
+        edge_cc_parse(&f.cc, r->cc, strlen(r->cc));
+        f.has_expires = r->has_expires;
+        f.expires = r->date; /* Expires == Date: explicit lifetime 0 */
+        f.has_date = r->has_date;
+        f.date = r->date;
+        f.has_last_modified = r->has_lm;
+        f.last_modified = r->lm;
+        print_message("row: %s\n", r->name);
+        assert_int_equal(edge_heuristic_freshness(&f, r->response_time, r->max_sec), r->expect);
+        assert_int_equal(edge_freshness_lifetime_or_heuristic(&f, r->response_time, r->max_sec), r->expect_combined);
+    }
+}
+
+/* ---- reuse for a request (RFC 9111 §4.2 fresh, §5.2.1 request directives, §5.2.2 response directives) ---- */
+
+struct reuse_row_t {
+    const char *name;
+    const char *req_cc, *res_cc;
+    int64_t age, lifetime;
+    int honor_no_cache;
+    edge_reuse_t expect;
+};
+
+static const struct reuse_row_t reuse_rows[] = {
+    /* §4.2: fresh iff lifetime > age */
+    {"fresh", "", "max-age=60", 10, 60, 0, EDGE_REUSE_FRESH_OK},
+    {"age == lifetime is stale", "", "max-age=60", 60, 60, 0, EDGE_REUSE_STALE},
+    {"stale", "", "max-age=60", 61, 60, 0, EDGE_REUSE_STALE},
+    {"no lifetime is stale", "", "", 0, -1, 0, EDGE_REUSE_STALE},
+    /* §5.2.1.1 max-age */
+    {"req max-age satisfied", "max-age=10", "", 10, 60, 0, EDGE_REUSE_FRESH_OK},
+    {"req max-age exceeded", "max-age=10", "", 11, 60, 0, EDGE_REUSE_STALE},
+    {"req max-age=0 (reload)", "max-age=0", "", 1, 60, 0, EDGE_REUSE_STALE},
+    {"req max-age=0 at age 0", "max-age=0", "", 0, 60, 0, EDGE_REUSE_FRESH_OK},
+    {"req max-age exceeded beats max-stale", "max-age=10, max-stale", "", 70, 60, 0, EDGE_REUSE_STALE},
+    {"req max-age with max-stale, stale within both", "max-age=100, max-stale=50", "", 70, 60, 0, EDGE_REUSE_SERVE_STALE_OK},
+    /* §5.2.1.3 min-fresh */
+    {"min-fresh satisfied", "min-fresh=20", "", 40, 60, 0, EDGE_REUSE_FRESH_OK},
+    {"min-fresh not satisfied", "min-fresh=21", "", 40, 60, 0, EDGE_REUSE_STALE},
+    /* §5.2.1.2 max-stale */
+    {"max-stale=N within", "max-stale=30", "max-age=60", 90, 60, 0, EDGE_REUSE_SERVE_STALE_OK},
+    {"max-stale=N beyond", "max-stale=30", "max-age=60", 91, 60, 0, EDGE_REUSE_STALE},
+    {"bare max-stale: any staleness", "max-stale", "max-age=60", 1000000000, 60, 0, EDGE_REUSE_SERVE_STALE_OK},
+    {"max-stale with no lifetime", "max-stale=5", "", 5, -1, 0, EDGE_REUSE_SERVE_STALE_OK},
+    {"max-stale on a fresh response", "max-stale=30", "max-age=60", 10, 60, 0, EDGE_REUSE_FRESH_OK},
+    {"invalid max-stale is absent", "max-stale=abc", "max-age=60", 61, 60, 0, EDGE_REUSE_STALE},
+    /* §5.2.2.2, §5.2.2.8, §5.2.2.10: forbid serving stale */
+    {"max-stale vs must-revalidate", "max-stale", "max-age=60, must-revalidate", 61, 60, 0, EDGE_REUSE_STALE},
+    {"max-stale vs proxy-revalidate", "max-stale", "max-age=60, proxy-revalidate", 61, 60, 0, EDGE_REUSE_STALE},
+    {"max-stale vs s-maxage", "max-stale", "s-maxage=60", 61, 60, 0, EDGE_REUSE_STALE},
+    /* §5.2.2.4 response no-cache */
+    {"response no-cache: validate even when fresh", "", "no-cache, max-age=60", 0, 60, 0, EDGE_REUSE_STALE},
+    {"response no-cache vs max-stale", "max-stale", "no-cache", 100, 60, 0, EDGE_REUSE_STALE},
+    /* §5.2.1.4 request no-cache, honoured only by configuration */
+    {"req no-cache ignored", "no-cache", "max-age=60", 0, 60, 0, EDGE_REUSE_FRESH_OK},
+    {"req no-cache honoured", "no-cache", "max-age=60", 0, 60, 1, EDGE_REUSE_MUST_FETCH},
+    {"req no-cache honoured, stale", "no-cache", "max-age=60", 100, 60, 1, EDGE_REUSE_MUST_FETCH},
+    /* §5.2.1.7 only-if-cached */
+    {"only-if-cached fresh", "only-if-cached", "max-age=60", 0, 60, 0, EDGE_REUSE_FRESH_OK},
+    {"only-if-cached stale: 504", "only-if-cached", "max-age=60", 61, 60, 0, EDGE_REUSE_ONLY_IF_CACHED_504},
+    {"only-if-cached with max-stale", "only-if-cached, max-stale", "max-age=60", 61, 60, 0, EDGE_REUSE_SERVE_STALE_OK},
+    {"only-if-cached and honoured no-cache: 504", "only-if-cached, no-cache", "max-age=60", 0, 60, 1,
+     EDGE_REUSE_ONLY_IF_CACHED_504},
+    {"only-if-cached, response no-cache: 504", "only-if-cached", "no-cache", 0, 60, 0, EDGE_REUSE_ONLY_IF_CACHED_504},
+};
+
+static void test_reuse_table(void **state)
+{
+    for (size_t i = 0; i != sizeof(reuse_rows) / sizeof(reuse_rows[0]); ++i) {
+        const struct reuse_row_t *r = reuse_rows + i;
+        edge_cc_t req = {0}, res = {0};
+        edge_cc_parse(&req, guarded(r->req_cc, strlen(r->req_cc)), strlen(r->req_cc));
+        edge_cc_parse(&res, r->res_cc, strlen(r->res_cc));
+        print_message("row: %s\n", r->name);
+        assert_int_equal(edge_request_reuse(&req, &res, r->age, r->lifetime, r->honor_no_cache), r->expect);
+    }
+}
+
+/* ---- serving stale: RFC 5861 stale-while-revalidate / stale-if-error, RFC 9111 §4.2.4 ---- */
+
+struct stale_row_t {
+    const char *name;
+    const char *res_cc;
+    int64_t staleness, grace;
+    int swr_ok, sie_ok;
+};
+
+static const struct stale_row_t stale_rows[] = {
+    {"fresh is always ok", "max-age=60", 0, 0, 1, 1},
+    {"fresh with must-revalidate ok", "max-age=60, must-revalidate", -5, 0, 1, 1},
+    {"fresh with no-cache is not", "no-cache", -5, 0, 0, 0},
+    {"swr window inclusive", "max-age=60, stale-while-revalidate=30", 30, 0, 1, 0},
+    {"swr window exceeded", "max-age=60, stale-while-revalidate=30", 31, 0, 0, 0},
+    {"sie window", "max-age=60, stale-if-error=300", 300, 0, 0, 1},
+    {"sie window exceeded", "max-age=60, stale-if-error=300", 301, 0, 0, 0},
+    {"bare swr is 0 s", "max-age=60, stale-while-revalidate", 1, 0, 0, 0},
+    {"neither: grace applies", "max-age=60", 10, 10, 1, 1},
+    {"neither: beyond grace", "max-age=60", 11, 10, 0, 0},
+    {"neither, no grace", "max-age=60", 1, 0, 0, 0},
+    {"explicit swr replaces grace", "max-age=60, stale-while-revalidate=5", 8, 10, 0, 1},
+    {"must-revalidate forbids swr", "max-age=60, must-revalidate, stale-while-revalidate=30", 1, 100, 0, 0},
+    {"proxy-revalidate forbids sie", "max-age=60, proxy-revalidate, stale-if-error=30", 1, 100, 0, 0},
+    {"no-cache forbids", "no-cache, stale-while-revalidate=30, stale-if-error=30", 1, 100, 0, 0},
+    {"s-maxage forbids grace", "s-maxage=60", 1, 100, 0, 0},
+    {"Next.js ISR: explicit swr beats s-maxage", "s-maxage=60, stale-while-revalidate=31536000", 86400, 0, 1, 0},
+    {"explicit sie beats s-maxage", "s-maxage=60, stale-if-error=100", 100, 0, 0, 1},
+    {"invalid swr value is absent", "max-age=60, stale-while-revalidate=x", 5, 10, 1, 1},
+};
+
+static void test_stale_table(void **state)
+{
+    for (size_t i = 0; i != sizeof(stale_rows) / sizeof(stale_rows[0]); ++i) {
+        const struct stale_row_t *r = stale_rows + i;
+        edge_cc_t res = {0};
+        edge_cc_parse(&res, r->res_cc, strlen(r->res_cc));
+        print_message("row: %s\n", r->name);
+        assert_int_equal(edge_stale_while_revalidate_ok(&res, r->staleness, r->grace), r->swr_ok);
+        assert_int_equal(edge_stale_if_error_ok(&res, r->staleness, r->grace), r->sie_ok);
+    }
+}
+
+/* from headers to a stale decision: the path the handler takes for a Next.js ISR page */
+static void test_isr_from_headers(void **state)
+{
+    static const struct hdr_t in[MAX_HDRS] = {
+        {"date", "Sun, 06 Nov 1994 08:49:37 GMT"},
+        {"cache-control", "s-maxage=60, stale-while-revalidate=31536000"},
+    };
+    h2o_header_t headers[MAX_HDRS];
+    h2o_iovec_t names[MAX_HDRS];
+    size_t n = make_headers(headers, names, in);
+    edge_response_facts_t f;
+    edge_response_facts_from_headers(&f, 200, headers, n, -1);
+    int64_t lifetime = edge_freshness_lifetime_or_heuristic(&f, T1994, 86400);
+    assert_int_equal(lifetime, 60);
+    int64_t age = edge_current_age(edge_initial_age(&f, T1994, T1994), T1994, T1994 + 90);
+    edge_cc_t req = {0};
+    assert_int_equal(edge_request_reuse(&req, &f.cc, age, lifetime, 0), EDGE_REUSE_STALE);
+    assert_int_equal(edge_stale_while_revalidate_ok(&f.cc, age - lifetime, 0), 1);
+    assert_int_equal(edge_stale_if_error_ok(&f.cc, age - lifetime, 3600), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_cc_table),    cmocka_unit_test(test_cc_length_bound), cmocka_unit_test(test_date_table),
-        cmocka_unit_test(test_date_format), cmocka_unit_test(test_storable_table),  cmocka_unit_test(test_verdict_detail),
-        cmocka_unit_test(test_facts),       cmocka_unit_test(test_age_table),       cmocka_unit_test(test_lifetime_from_headers),
-        cmocka_unit_test(test_methods),
+        cmocka_unit_test(test_cc_table),    cmocka_unit_test(test_cc_length_bound),  cmocka_unit_test(test_date_table),
+        cmocka_unit_test(test_date_format), cmocka_unit_test(test_storable_table),   cmocka_unit_test(test_verdict_detail),
+        cmocka_unit_test(test_facts),       cmocka_unit_test(test_age_table),        cmocka_unit_test(test_lifetime_from_headers),
+        cmocka_unit_test(test_methods),     cmocka_unit_test(test_heuristic_status), cmocka_unit_test(test_heuristic_table),
+        cmocka_unit_test(test_reuse_table), cmocka_unit_test(test_stale_table),      cmocka_unit_test(test_isr_from_headers),
     };
     return cmocka_run_group_tests(tests, setup_guard, teardown_guard);
 }

@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include <lmdb.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,17 +63,23 @@ static int setup(void **state)
     return 0;
 }
 
-static int teardown(void **state)
+/* Removes the (closed) environment, so that the next open starts empty. */
+static void teardown_env(struct fixture *f)
 {
-    struct fixture *f = *state;
     char p[400];
-    if (f->store != NULL)
-        edge_store_close(f->store);
     snprintf(p, sizeof(p), "%s/data.mdb", f->path);
     unlink(p);
     snprintf(p, sizeof(p), "%s/lock.mdb", f->path);
     unlink(p);
     rmdir(f->path);
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    if (f->store != NULL)
+        edge_store_close(f->store);
+    teardown_env(f);
     rmdir(f->dir);
     free(f);
     return 0;
@@ -681,32 +688,37 @@ static void raw_put(struct fixture *f, const char *db, const void *key, size_t k
     mdb_env_close(env);
 }
 
-/* The record header as store.c writes it (a copy of the on-disk format, on purpose). */
+/* The record header as store.c writes it (a copy of the on-disk format, version 2, on purpose). */
 struct test_record_hdr {
     uint32_t magic;
     uint16_t version, hdr_size;
     uint32_t key_len, meta_len;
     uint64_t fill_id, fifo_seq, body_size;
-    uint32_t num_chunks, reserved;
+    uint32_t num_chunks, flags;
+    uint32_t variant_len, tags_len;
+    uint64_t revalidated_ban_id;
+    uint8_t group[32];
 };
+#define HDR 96
 
 static void test_corrupt_records(void **state)
 {
     struct fixture *f = *state;
-    uint8_t good[64 + 8];
-    struct test_record_hdr h = {0x4a424f45u, 1, 48, 4, 4, 7, 1, 0, 0, 0};
+    uint8_t good[HDR + 16];
+    struct test_record_hdr h = {0x4a424f45u, 2, HDR, 4, 4, 7, 1, 0, 0, 0};
+    _Static_assert(sizeof(h) == HDR, "test copy of the record header");
     memcpy(good, &h, sizeof(h));
-    memcpy(good + 48, "keyXmeta", 8);
+    memcpy(good + HDR, "keyXmeta", 8);
 
     /* a good header and lengths, stored with the wrong value size */
     static const struct {
         const char *key;
-        size_t len; /* of the stored value; the record is 56 bytes */
+        size_t len; /* of the stored value; the record is HDR + 8 bytes */
     } cases[] = {
         {"short", 10},
         {"empty", 0},
-        {"truncated", 53},
-        {"trailing", 60},
+        {"truncated", HDR + 5},
+        {"trailing", HDR + 12},
     };
     uint8_t buf[sizeof(good) + 16] = {0};
     memcpy(buf, good, sizeof(good));
@@ -726,9 +738,11 @@ static void test_corrupt_records(void **state)
     } fields[] = {
         {"bad magic", 0, 0x12345678}, {"bad version", 4, 9}, {"key_len", 8, 5},
         {"meta_len", 12, 1000},       {"fill id 0", 16, 0},  {"body without chunks", 40, 0},
+        {"version 1", 4, 1},          {"variant_len", 48, 1}, {"tags_len", 52, 2},
+        {"hdr_size", 6, 48},
     };
     for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); ++i) {
-        uint8_t rec[56], hash[EDGE_STORE_HASH_LEN];
+        uint8_t rec[HDR + 8], hash[EDGE_STORE_HASH_LEN];
         struct test_record_hdr hh = h;
         hh.body_size = 10;
         hh.num_chunks = 1;
@@ -737,11 +751,11 @@ static void test_corrupt_records(void **state)
             memset(rec + 16, 0, 8);
         else if (fields[i].field_off == 40)
             memset(rec + 40, 0, 4); /* num_chunks 0 with body_size 10 */
-        else if (fields[i].field_off == 4)
-            memcpy(rec + 4, &(uint16_t){(uint16_t)fields[i].value}, 2);
+        else if (fields[i].field_off == 4 || fields[i].field_off == 6)
+            memcpy(rec + fields[i].field_off, &(uint16_t){(uint16_t)fields[i].value}, 2);
         else
             memcpy(rec + fields[i].field_off, &fields[i].value, 4);
-        memcpy(rec + 48, "keyXmeta", 8);
+        memcpy(rec + HDR, "keyXmeta", 8);
         edge_store_hash(fields[i].key, strlen(fields[i].key), hash);
         raw_put(f, "objects", hash, sizeof(hash), rec, sizeof(rec));
     }
@@ -749,7 +763,17 @@ static void test_corrupt_records(void **state)
     {
         uint8_t hash[EDGE_STORE_HASH_LEN];
         edge_store_hash("valid", 5, hash);
-        raw_put(f, "objects", hash, sizeof(hash), good, 56);
+        raw_put(f, "objects", hash, sizeof(hash), good, HDR + 8);
+    }
+    /* a whole record of the first format (48-byte header): a miss now */
+    {
+        uint8_t v1[56], hash[EDGE_STORE_HASH_LEN];
+        memcpy(v1, &h, 48);
+        memcpy(v1 + 4, &(uint16_t){1}, 2);
+        memcpy(v1 + 6, &(uint16_t){48}, 2);
+        memcpy(v1 + 48, "keyXmeta", 8);
+        edge_store_hash("format 1", 8, hash);
+        raw_put(f, "objects", hash, sizeof(hash), v1, sizeof(v1));
     }
     f->store = open_store(f, 16 * MiB, 0);
 
@@ -761,6 +785,9 @@ static void test_corrupt_records(void **state)
     assert_int_equal(lookup(f->store, "valid", &obj), 0);
     assert_memory_equal(obj.key, "keyX", 4);
     assert_memory_equal(obj.meta, "meta", 4);
+    assert_int_equal(lookup(f->store, "format 1", &obj), EDGE_STORE_ECORRUPT);
+    assert_int_equal(delete_key(f->store, "format 1"), 0);
+    assert_int_equal(lookup(f->store, "format 1", &obj), EDGE_STORE_NOTFOUND);
 
     /* deleting and replacing corrupt records works and does not crash */
     assert_int_equal(delete_key(f->store, "short"), 0);
@@ -885,6 +912,633 @@ static void test_fill_ids_monotonic(void **state)
     }
 }
 
+
+/* ---- variants, tags, bans ---- */
+
+/* An object with a variant, a group and tags. Returns the fill id (or 0 when the commit failed: *result). */
+struct obj_spec {
+    const char *key;
+    const char *variant; /* NULL: the primary (hash of the key, no group) */
+    const char *tags[4];
+    const char *body;
+};
+
+static void spec_hash(const struct obj_spec *o, uint8_t hash[EDGE_STORE_HASH_LEN])
+{
+    if (o->variant != NULL)
+        edge_store_variant_hash(o->key, strlen(o->key), o->variant, strlen(o->variant), hash);
+    else
+        edge_store_hash(o->key, strlen(o->key), hash);
+}
+
+static int commit_spec(edge_store_t *s, uint64_t fill_id, const struct obj_spec *o, const char *meta)
+{
+    size_t lens[4], n = 0;
+    while (n < 4 && o->tags[n] != NULL) {
+        lens[n] = strlen(o->tags[n]);
+        ++n;
+    }
+    edge_store_op_t op;
+    make_commit(&op, fill_id, o->key, meta, strlen(o->body), 1);
+    spec_hash(o, op.hash);
+    if (o->variant != NULL) {
+        edge_store_hash(o->key, strlen(o->key), op.group);
+        op.variant = o->variant;
+        op.variant_len = strlen(o->variant);
+    }
+    op.tags = o->tags;
+    op.tag_lens = lens;
+    op.num_tags = n;
+    return submit_sync(s, &op);
+}
+
+static uint64_t put_spec(edge_store_t *s, const struct obj_spec *o, const char *meta)
+{
+    uint64_t fill_id = edge_store_new_fill_id(s);
+    assert_int_equal(put_chunk(s, fill_id, 0, o->body, strlen(o->body)), 0);
+    assert_int_equal(commit_spec(s, fill_id, o, meta), 0);
+    return fill_id;
+}
+
+static int get_spec(edge_store_t *s, const struct obj_spec *o, edge_store_object_t *obj)
+{
+    edge_store_txn_t *txn;
+    uint8_t hash[EDGE_STORE_HASH_LEN];
+    spec_hash(o, hash);
+    assert_int_equal(edge_store_read_begin(s, &txn), 0);
+    int rc = edge_store_get(txn, hash, obj);
+    edge_store_read_end(txn);
+    return rc;
+}
+
+static size_t group_count(edge_store_t *s, const char *key)
+{
+    edge_store_txn_t *txn;
+    uint8_t group[EDGE_STORE_HASH_LEN];
+    size_t n = 99;
+    edge_store_hash(key, strlen(key), group);
+    assert_int_equal(edge_store_read_begin(s, &txn), 0);
+    assert_int_equal(edge_store_group_count(txn, group, &n), 0);
+    edge_store_read_end(txn);
+    return n;
+}
+
+static int group_op(edge_store_t *s, edge_store_op_kind_t kind, const char *key, uint32_t max_members)
+{
+    edge_store_op_t op = {.kind = kind, .max_members = max_members};
+    edge_store_hash(key, strlen(key), op.hash);
+    return submit_sync(s, &op);
+}
+
+static int ban(edge_store_t *s, edge_store_ban_kind_t kind, const char *value, int soft, uint64_t *ban_id)
+{
+    struct done_op d = {.op = {.kind = EDGE_STORE_OP_BAN, .ban_kind = kind, .ban_value = value,
+                               .ban_value_len = value != NULL ? strlen(value) : 0, .soft = soft, .on_done = on_done}};
+    edge_store_submit(s, &d.op);
+    edge_store_flush(s);
+    assert_int_equal(d.called, 1);
+    if (ban_id != NULL)
+        *ban_id = d.op.ban_id;
+    return d.result;
+}
+
+/* Counts the entries of a database (dups included) of the closed environment: `key` NULL for all. */
+static size_t raw_count(struct fixture *f, const char *db, const void *key, size_t key_len)
+{
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    MDB_cursor *cur;
+    MDB_val k = {key_len, (void *)key}, v;
+    size_t n = 0;
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, 16), 0);
+    assert_int_equal(mdb_env_open(env, f->path, MDB_NOTLS | MDB_RDONLY, 0600), 0);
+    assert_int_equal(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, db, 0, &dbi), 0);
+    assert_int_equal(mdb_cursor_open(txn, dbi, &cur), 0);
+    if (key == NULL) {
+        while (mdb_cursor_get(cur, &k, &v, MDB_NEXT) == 0)
+            ++n;
+    } else if (mdb_cursor_get(cur, &k, &v, MDB_SET_KEY) == 0) {
+        assert_int_equal(mdb_cursor_count(cur, &n), 0);
+    }
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    mdb_env_close(env);
+    return n;
+}
+
+/* Closes the store, runs raw_count, reopens. */
+static size_t index_count(struct fixture *f, const char *db, const char *key, int key_is_group)
+{
+    uint8_t group[EDGE_STORE_HASH_LEN];
+    edge_store_close(f->store);
+    f->store = NULL;
+    size_t n;
+    if (key_is_group) {
+        edge_store_hash(key, strlen(key), group);
+        n = raw_count(f, db, group, sizeof(group));
+    } else {
+        n = raw_count(f, db, key, key != NULL ? strlen(key) : 0);
+    }
+    f->store = open_store(f, 16 * MiB, 0);
+    return n;
+}
+
+static void test_variant_hash(void **state)
+{
+    uint8_t a[EDGE_STORE_HASH_LEN], b[EDGE_STORE_HASH_LEN], c[EDGE_STORE_HASH_LEN], d[EDGE_STORE_HASH_LEN];
+    edge_store_hash("k", 1, a);
+    edge_store_variant_hash("k", 1, "", 0, b);
+    assert_memory_not_equal(a, b, sizeof(a)); /* the 0 byte separates */
+    edge_store_variant_hash("ka", 2, "b", 1, c);
+    edge_store_variant_hash("k", 1, "ab", 2, d);
+    assert_memory_not_equal(c, d, sizeof(c)); /* unambiguous */
+    edge_store_variant_hash("k", 1, "ab", 2, c);
+    assert_memory_equal(c, d, sizeof(c));
+    edge_store_hash("k\0ab", 4, a); /* SHA-256 over key, 0, variant */
+    assert_memory_equal(a, d, sizeof(a));
+}
+
+static void test_variants(void **state)
+{
+    struct fixture *f = *state;
+    const char *url = "http://a.test/v";
+    struct obj_spec primary = {url, NULL, {0}, "vary marker"}, other = {"http://a.test/other", NULL, {0}, "o"};
+    struct obj_spec v[3] = {{url, "gzip", {0}, "body-gzip"}, {url, "br", {0}, "body-br"}, {url, "", {0}, "body-id"}};
+    uint64_t fills[3];
+    edge_store_object_t obj;
+
+    put_spec(f->store, &primary, "m");
+    put_spec(f->store, &other, "m");
+    for (int i = 0; i < 3; ++i)
+        fills[i] = put_spec(f->store, &v[i], "m");
+    assert_int_equal(group_count(f->store, url), 3);
+    assert_int_equal(group_count(f->store, "http://a.test/other"), 0);
+    for (int i = 0; i < 3; ++i) {
+        assert_int_equal(get_spec(f->store, &v[i], &obj), 0);
+        assert_int_equal(obj.fill_id, fills[i]);
+        assert_int_equal(obj.key_len, strlen(url));
+        assert_memory_equal(obj.key, url, obj.key_len);
+        assert_int_equal(obj.variant_len, strlen(v[i].variant));
+        assert_memory_equal(obj.variant, v[i].variant, obj.variant_len);
+        uint8_t g[EDGE_STORE_HASH_LEN];
+        edge_store_hash(url, strlen(url), g);
+        assert_memory_equal(obj.group, g, sizeof(g));
+        assert_false(obj.soft_purged);
+    }
+    /* replacing a variant keeps one index entry */
+    fills[1] = put_spec(f->store, &v[1], "m2");
+    assert_int_equal(group_count(f->store, url), 3);
+    assert_int_equal(stats(f->store).objects, 5);
+
+    assert_int_equal(group_op(f->store, EDGE_STORE_OP_DELETE_GROUP, url, 0), 0);
+    for (int i = 0; i < 3; ++i) {
+        assert_int_equal(get_spec(f->store, &v[i], &obj), EDGE_STORE_NOTFOUND);
+        assert_false(chunk_exists(f->store, fills[i], 0));
+    }
+    assert_int_equal(get_spec(f->store, &primary, &obj), EDGE_STORE_NOTFOUND);
+    assert_int_equal(get_spec(f->store, &other, &obj), 0);
+    assert_int_equal(group_count(f->store, url), 0);
+    assert_int_equal(stats(f->store).objects, 1);
+    assert_int_equal(index_count(f, "groups", NULL, 0), 0);
+}
+
+static void test_trim_group(void **state)
+{
+    struct fixture *f = *state;
+    const char *url = "http://a.test/t";
+    char variants[6][16];
+    struct obj_spec v[6];
+    edge_store_object_t obj;
+
+    for (int i = 0; i < 6; ++i) {
+        snprintf(variants[i], sizeof(variants[i]), "v%d", i);
+        v[i] = (struct obj_spec){url, variants[i], {0}, "b"};
+        put_spec(f->store, &v[i], "m");
+    }
+    /* v0 replaced: now the newest */
+    put_spec(f->store, &v[0], "m");
+    assert_int_equal(group_count(f->store, url), 6);
+    assert_int_equal(group_op(f->store, EDGE_STORE_OP_TRIM_GROUP, url, 6), 0);
+    assert_int_equal(group_count(f->store, url), 6);
+    assert_int_equal(group_op(f->store, EDGE_STORE_OP_TRIM_GROUP, url, 2), 0);
+    assert_int_equal(group_count(f->store, url), 2);
+    /* the two newest by fill id: v5, then v0 */
+    assert_int_equal(get_spec(f->store, &v[0], &obj), 0);
+    assert_int_equal(get_spec(f->store, &v[5], &obj), 0);
+    for (int i = 1; i < 5; ++i)
+        assert_int_equal(get_spec(f->store, &v[i], &obj), EDGE_STORE_NOTFOUND);
+    assert_int_equal(stats(f->store).objects, 2);
+    assert_int_equal(group_op(f->store, EDGE_STORE_OP_TRIM_GROUP, url, 0), 0);
+    assert_int_equal(group_count(f->store, url), 0);
+    assert_int_equal(stats(f->store).objects, 0);
+}
+
+static void test_group_eviction(void **state)
+{
+    struct fixture *f = *state;
+    const size_t size = 64 * 1024;
+    char *b = make_body(size, 11);
+    char vname[16];
+
+    reopen(f, 4 * MiB, 0);
+    for (int i = 0; i < 100; ++i) {
+        uint64_t fill_id = edge_store_new_fill_id(f->store);
+        edge_store_op_t op;
+        snprintf(vname, sizeof(vname), "v%d", i);
+        assert_int_equal(put_chunk(f->store, fill_id, 0, b, size), 0);
+        make_commit(&op, fill_id, "http://a.test/big", "m", size, 1);
+        edge_store_hash("http://a.test/big", 17, op.group);
+        op.variant = vname;
+        op.variant_len = strlen(vname);
+        edge_store_variant_hash("http://a.test/big", 17, vname, strlen(vname), op.hash);
+        assert_int_equal(submit_sync(f->store, &op), 0);
+    }
+    edge_store_stats_t st = stats(f->store);
+    assert_true(st.evictions >= 40); /* the path under test ran */
+    /* the index holds exactly the members still stored */
+    assert_int_equal(group_count(f->store, "http://a.test/big"), st.objects);
+    size_t found = 0;
+    for (int i = 0; i < 100; ++i) {
+        struct obj_spec o = {"http://a.test/big", vname, {0}, ""};
+        edge_store_object_t obj;
+        snprintf(vname, sizeof(vname), "v%d", i);
+        found += get_spec(f->store, &o, &obj) == 0;
+    }
+    assert_int_equal(found, st.objects);
+    free(b);
+}
+
+static void test_tags(void **state)
+{
+    struct fixture *f = *state;
+    struct obj_spec a = {"http://a.test/a", NULL, {"red", "green"}, "a"}, bb = {"http://a.test/b", NULL, {"green"}, "b"},
+                    c = {"http://a.test/c", NULL, {0}, "c"}, a2 = {"http://a.test/a", NULL, {"blue"}, "a2"};
+    edge_store_object_t obj;
+
+    put_spec(f->store, &a, "m");
+    put_spec(f->store, &bb, "m");
+    put_spec(f->store, &c, "m");
+    assert_int_equal(get_spec(f->store, &a, &obj), 0);
+    const char *t;
+    size_t tl, cursor = 0;
+    assert_int_equal(edge_store_object_next_tag(&obj, &cursor, &t, &tl), 0);
+    assert_int_equal(tl, 3);
+    assert_memory_equal(t, "red", 3);
+    assert_int_equal(edge_store_object_next_tag(&obj, &cursor, &t, &tl), 0);
+    assert_memory_equal(t, "green", 5);
+    assert_int_equal(edge_store_object_next_tag(&obj, &cursor, &t, &tl), EDGE_STORE_NOTFOUND);
+    assert_int_equal(get_spec(f->store, &c, &obj), 0);
+    cursor = 0;
+    assert_int_equal(edge_store_object_next_tag(&obj, &cursor, &t, &tl), EDGE_STORE_NOTFOUND);
+
+    assert_int_equal(index_count(f, "tags", "green", 0), 2);
+    assert_int_equal(index_count(f, "tags", NULL, 0), 3); /* untagged c is not indexed */
+    /* replace: the old tags leave the index */
+    put_spec(f->store, &a2, "m");
+    assert_int_equal(index_count(f, "tags", "red", 0), 0);
+    assert_int_equal(index_count(f, "tags", "green", 0), 1);
+    assert_int_equal(index_count(f, "tags", "blue", 0), 1);
+    assert_int_equal(delete_key(f->store, "http://a.test/b"), 0);
+    assert_int_equal(index_count(f, "tags", NULL, 0), 1);
+
+    /* a tag ban purges only the tagged objects */
+    struct obj_spec d = {"http://a.test/d", NULL, {"blue"}, "d"};
+    put_spec(f->store, &d, "m");
+    assert_int_equal(ban(f->store, EDGE_STORE_BAN_TAG, "blue", 0, NULL), 0);
+    assert_int_equal(get_spec(f->store, &a2, &obj), EDGE_STORE_NOTFOUND);
+    assert_int_equal(get_spec(f->store, &d, &obj), EDGE_STORE_NOTFOUND);
+    assert_int_equal(get_spec(f->store, &c, &obj), 0);
+    edge_store_wait_idle(f->store);
+    assert_int_equal(stats(f->store).objects, 1);
+    assert_int_equal(stats(f->store).swept_objects, 2);
+    assert_int_equal(stats(f->store).bans_live, 0);
+    assert_int_equal(index_count(f, "tags", NULL, 0), 0);
+
+    /* bounds */
+    char long_tag[EDGE_STORE_MAX_TAG_LEN + 2];
+    memset(long_tag, 't', sizeof(long_tag) - 1);
+    long_tag[sizeof(long_tag) - 1] = '\0';
+    struct obj_spec bad = {"http://a.test/bad", NULL, {long_tag}, "x"};
+    uint64_t fill_id = edge_store_new_fill_id(f->store);
+    assert_int_equal(put_chunk(f->store, fill_id, 0, "x", 1), 0);
+    assert_int_equal(commit_spec(f->store, fill_id, &bad, "m"), EDGE_STORE_EINVAL);
+    assert_false(chunk_exists(f->store, fill_id, 0));
+    long_tag[EDGE_STORE_MAX_TAG_LEN] = '\0'; /* exactly the maximum */
+    put_spec(f->store, &bad, "m");
+    const char *many[EDGE_STORE_MAX_TAGS + 1];
+    size_t lens[EDGE_STORE_MAX_TAGS + 1];
+    for (int i = 0; i <= EDGE_STORE_MAX_TAGS; ++i) {
+        many[i] = "t";
+        lens[i] = 1;
+    }
+    edge_store_op_t op;
+    fill_id = edge_store_new_fill_id(f->store);
+    assert_int_equal(put_chunk(f->store, fill_id, 0, "x", 1), 0);
+    make_commit(&op, fill_id, "http://a.test/many", "m", 1, 1);
+    op.tags = many;
+    op.tag_lens = lens;
+    op.num_tags = EDGE_STORE_MAX_TAGS + 1;
+    assert_int_equal(submit_sync(f->store, &op), EDGE_STORE_EINVAL);
+}
+
+/* One row per ban kind: which of the fixture objects it matches. */
+static void test_ban_kinds(void **state)
+{
+    struct fixture *f = *state;
+    static const struct obj_spec objs[] = {
+        {"http://a.test/x/1", NULL, {"red"}, "o1"},
+        {"http://a.test/y/2", NULL, {"blue"}, "o2"},
+        {"http://b.test:8080/x/1", NULL, {"red"}, "o3"},
+        {"http://a.test/x/1", "gz", {0}, "o4"},
+        {"http://a.test.evil/x/1", NULL, {0}, "o5"},
+    };
+    enum { N = sizeof(objs) / sizeof(objs[0]) };
+    static const struct {
+        edge_store_ban_kind_t kind;
+        const char *value;
+        int match[N];
+        const struct obj_spec after; /* a matching object filled after the ban */
+    } rows[] = {
+        {EDGE_STORE_BAN_URL, "http://a.test/x/1", {1, 0, 0, 1, 0}, {"http://a.test/x/1", "br", {0}, "new"}},
+        {EDGE_STORE_BAN_PREFIX, "http://a.test/x", {1, 0, 0, 1, 0}, {"http://a.test/x/9", NULL, {0}, "new"}},
+        {EDGE_STORE_BAN_HOST, "a.test", {1, 1, 0, 1, 0}, {"http://a.test/z", NULL, {0}, "new"}},
+        {EDGE_STORE_BAN_HOST, "b.test:8080", {0, 0, 1, 0, 0}, {"http://b.test:8080/q", NULL, {0}, "new"}},
+        {EDGE_STORE_BAN_TAG, "red", {1, 0, 1, 0, 0}, {"http://c.test/", NULL, {"red"}, "new"}},
+        {EDGE_STORE_BAN_ALL, NULL, {1, 1, 1, 1, 1}, {"http://c.test/", NULL, {0}, "new"}},
+    };
+    edge_store_object_t obj;
+
+    for (size_t r = 0; r < sizeof(rows) / sizeof(rows[0]); ++r) {
+        for (int soft = 0; soft <= 1; ++soft) {
+            /* a fresh environment per row */
+            edge_store_close(f->store);
+            teardown_env(f);
+            f->store = open_store(f, 16 * MiB, 0);
+            for (int i = 0; i < N; ++i)
+                put_spec(f->store, &objs[i], "m");
+            /* a fill in flight across the purge: its id predates it */
+            uint64_t inflight = edge_store_new_fill_id(f->store);
+            assert_int_equal(put_chunk(f->store, inflight, 0, "new", 3), 0);
+            uint64_t ban_id = 0;
+            assert_int_equal(ban(f->store, rows[r].kind, rows[r].value, soft, &ban_id), 0);
+            assert_true(ban_id >= 1);
+            for (int i = 0; i < N; ++i) {
+                int rc = get_spec(f->store, &objs[i], &obj);
+                if (rows[r].match[i] && !soft) {
+                    assert_int_equal(rc, EDGE_STORE_NOTFOUND);
+                } else {
+                    assert_int_equal(rc, 0);
+                    assert_int_equal(obj.soft_purged, rows[r].match[i]);
+                }
+            }
+            /* the in-flight fill lands: refused (hard) or stale (soft) */
+            int rc = commit_spec(f->store, inflight, &rows[r].after, "m");
+            assert_int_equal(rc, soft ? 0 : EDGE_STORE_EPURGED);
+            if (!soft) {
+                assert_false(chunk_exists(f->store, inflight, 0));
+                assert_int_equal(get_spec(f->store, &rows[r].after, &obj), EDGE_STORE_NOTFOUND);
+            } else {
+                assert_int_equal(get_spec(f->store, &rows[r].after, &obj), 0);
+                assert_true(obj.stale_flag);
+                assert_true(obj.soft_purged);
+            }
+            /* filled after the purge: unaffected */
+            put_spec(f->store, &rows[r].after, "m");
+            assert_int_equal(get_spec(f->store, &rows[r].after, &obj), 0);
+            assert_false(obj.soft_purged);
+
+            /* the sweeper deletes or marks, then the ban retires; a restart keeps the result */
+            edge_store_wait_idle(f->store);
+            edge_store_stats_t st = stats(f->store);
+            assert_int_equal(st.bans_live, 0);
+            assert_int_equal(st.bans_applied, 1);
+            int matched = 0;
+            for (int i = 0; i < N; ++i)
+                matched += rows[r].match[i];
+            assert_int_equal(st.swept_objects, matched);
+            assert_int_equal(st.objects, (uint64_t)(N + 1 - (soft ? 0 : matched)));
+            reopen(f, 16 * MiB, 0);
+            assert_int_equal(stats(f->store).bans_live, 0);
+            for (int i = 0; i < N; ++i) {
+                rc = get_spec(f->store, &objs[i], &obj);
+                if (rows[r].match[i] && !soft) {
+                    assert_int_equal(rc, EDGE_STORE_NOTFOUND);
+                } else {
+                    assert_int_equal(rc, 0);
+                    assert_int_equal(obj.stale_flag, rows[r].match[i]);
+                    assert_int_equal(obj.soft_purged, rows[r].match[i]);
+                }
+            }
+            assert_int_equal(get_spec(f->store, &rows[r].after, &obj), 0);
+            assert_false(obj.soft_purged);
+        }
+    }
+    /* malformed bans */
+    assert_int_equal(ban(f->store, EDGE_STORE_BAN_URL, NULL, 0, NULL), EDGE_STORE_EINVAL);
+    assert_int_equal(ban(f->store, EDGE_STORE_BAN_PREFIX, "", 0, NULL), EDGE_STORE_EINVAL);
+    assert_int_equal(ban(f->store, (edge_store_ban_kind_t)99, "x", 0, NULL), EDGE_STORE_EINVAL);
+    assert_int_equal(ban(f->store, EDGE_STORE_BAN_URL, "x", 2, NULL), EDGE_STORE_EINVAL);
+    assert_int_equal(stats(f->store).bans_applied, 0);
+}
+
+/* Many objects: the sweep takes several bounded steps; a live fill holds the ban until released. */
+static void test_sweeper_retires(void **state)
+{
+    struct fixture *f = *state;
+    enum { N = 700 };
+    static struct done_op ops[2 * N];
+    static char keys[N][48];
+    edge_store_object_t obj;
+
+    for (int i = 0; i < N; ++i) {
+        uint64_t fill_id = edge_store_new_fill_id(f->store);
+        snprintf(keys[i], sizeof(keys[i]), "http://%s.test/%d", i % 2 ? "odd" : "even", i);
+        ops[2 * i] = (struct done_op){.op = {.kind = EDGE_STORE_OP_CHUNK, .fill_id = fill_id, .data = "body", .len = 4}};
+        make_commit(&ops[2 * i + 1].op, fill_id, keys[i], "m", 4, 1);
+    }
+    for (int i = 0; i < 2 * N; ++i) {
+        ops[i].op.on_done = on_done;
+        edge_store_submit(f->store, &ops[i].op);
+    }
+    edge_store_flush(f->store);
+    for (int i = 0; i < 2 * N; ++i)
+        assert_int_equal(ops[i].result, 0);
+    assert_int_equal(stats(f->store).objects, N);
+
+    uint64_t held = edge_store_new_fill_id(f->store); /* a fill that never writes, until released */
+    /* the ban's on_done holds the writer: no sweep step yet, only the lookup-time check answers */
+    struct gate g;
+    memset(&g, 0, sizeof(g));
+    pthread_mutex_init(&g.m, NULL);
+    pthread_cond_init(&g.c, NULL);
+    g.d.op = (edge_store_op_t){.kind = EDGE_STORE_OP_BAN, .ban_kind = EDGE_STORE_BAN_PREFIX, .ban_value = "http://odd.test/",
+                               .ban_value_len = 16, .on_done = on_gate};
+    edge_store_submit(f->store, &g.d.op);
+    pthread_mutex_lock(&g.m);
+    while (!g.entered)
+        pthread_cond_wait(&g.c, &g.m);
+    pthread_mutex_unlock(&g.m);
+    assert_int_equal(stats(f->store).swept_objects, 0);
+    for (int i = 0; i < N; ++i)
+        assert_int_equal(lookup(f->store, keys[i], &obj), i % 2 ? EDGE_STORE_NOTFOUND : 0);
+    assert_int_equal(stats(f->store).ban_hits, N / 2);
+    assert_int_equal(stats(f->store).objects, N);
+    gate_open(&g);
+    edge_store_wait_idle(f->store);
+    edge_store_stats_t st = stats(f->store);
+    assert_int_equal(st.swept_objects, N / 2);
+    assert_int_equal(st.objects, N / 2);
+    assert_int_equal(st.bans_live, 1); /* the sweep is done, but `held` could still commit */
+    edge_store_fill_release(f->store, held);
+    edge_store_wait_idle(f->store);
+    assert_int_equal(stats(f->store).bans_live, 0);
+    assert_int_equal(index_count(f, "bans", NULL, 0), 0);
+    for (int i = 0; i < N; ++i)
+        assert_int_equal(lookup(f->store, keys[i], &obj), i % 2 ? EDGE_STORE_NOTFOUND : 0);
+}
+
+static void test_bans_survive_reopen(void **state)
+{
+    struct fixture *f = *state;
+    edge_store_object_t obj;
+    uint64_t id1 = 0, id2 = 0;
+    struct obj_spec a = {"http://a.test/1", NULL, {"t"}, "a"}, b = {"http://b.test/1", NULL, {0}, "b"};
+
+    put_spec(f->store, &a, "m");
+    put_spec(f->store, &b, "m");
+    uint64_t held = edge_store_new_fill_id(f->store); /* keeps the bans live until the close */
+    assert_int_equal(ban(f->store, EDGE_STORE_BAN_HOST, "a.test", 0, &id1), 0);
+    assert_int_equal(ban(f->store, EDGE_STORE_BAN_HOST, "b.test", 1, NULL), 0);
+    edge_store_wait_idle(f->store);
+    assert_int_equal(stats(f->store).bans_live, 2);
+    /* durable: the ban records are on disk */
+    assert_int_equal(index_count(f, "bans", NULL, 0), 2);
+    /* ... and loaded at open: after the restart the fill ids start above the watermarks */
+    assert_true(edge_store_new_fill_id(f->store) > held);
+    assert_int_equal(get_spec(f->store, &a, &obj), EDGE_STORE_NOTFOUND);
+    assert_int_equal(get_spec(f->store, &b, &obj), 0);
+    assert_true(obj.soft_purged);
+    edge_store_wait_idle(f->store);
+    assert_int_equal(stats(f->store).bans_live, 0); /* no fill of the old run is live */
+    assert_int_equal(index_count(f, "bans", NULL, 0), 0);
+    assert_int_equal(ban(f->store, EDGE_STORE_BAN_ALL, NULL, 1, &id2), 0);
+    assert_true(id2 > id1 + 1); /* ban ids never repeat across restarts */
+}
+
+/* A read txn whose snapshot predates the sweep keeps the ban live: it still sees the swept object. */
+static void test_old_reader_holds_ban(void **state)
+{
+    struct fixture *f = *state;
+    edge_store_txn_t *old;
+    edge_store_object_t obj;
+    uint8_t hash[EDGE_STORE_HASH_LEN];
+
+    put_object(f->store, "http://a.test/r", "m", "b", 1, 16);
+    edge_store_hash("http://a.test/r", 15, hash);
+    assert_int_equal(edge_store_read_begin(f->store, &old), 0);
+    assert_int_equal(edge_store_get(old, hash, &obj), 0);
+    assert_int_equal(ban(f->store, EDGE_STORE_BAN_URL, "http://a.test/r", 0, NULL), 0);
+    edge_store_wait_idle(f->store);
+    assert_int_equal(stats(f->store).objects, 0); /* swept */
+    assert_int_equal(stats(f->store).bans_live, 1);
+    assert_int_equal(edge_store_get(old, hash, &obj), EDGE_STORE_NOTFOUND); /* its snapshot has it: the ban hides it */
+    edge_store_read_end(old);
+    edge_store_wait_idle(f->store);
+    assert_int_equal(stats(f->store).bans_live, 0);
+    assert_int_equal(lookup(f->store, "http://a.test/r", &obj), EDGE_STORE_NOTFOUND);
+}
+
+static int update_meta(edge_store_t *s, const char *key, uint64_t fill_id, uint64_t started, const char *meta)
+{
+    edge_store_op_t op = {.kind = EDGE_STORE_OP_UPDATE_META, .fill_id = fill_id, .started_fill_id = started,
+                          .data = meta, .len = strlen(meta)};
+    edge_store_hash(key, strlen(key), op.hash);
+    return submit_sync(s, &op);
+}
+
+static void test_update_meta(void **state)
+{
+    struct fixture *f = *state;
+    edge_store_object_t obj;
+    struct obj_spec o = {"http://a.test/m", NULL, {"tag"}, "body"};
+
+    uint64_t f1 = put_spec(f->store, &o, "meta-1");
+    assert_int_equal(update_meta(f->store, o.key, f1 + 1000, 0, "wrong"), EDGE_STORE_NOTFOUND);
+    assert_int_equal(update_meta(f->store, "http://a.test/none", f1, 0, "none"), EDGE_STORE_NOTFOUND);
+    assert_int_equal(get_spec(f->store, &o, &obj), 0);
+    assert_memory_equal(obj.meta, "meta-1", 6);
+    uint64_t live = stats(f->store).live_bytes;
+    assert_int_equal(update_meta(f->store, o.key, f1, 0, "meta-two-longer"), 0);
+    assert_int_equal(get_spec(f->store, &o, &obj), 0);
+    assert_int_equal(obj.meta_len, 15);
+    assert_memory_equal(obj.meta, "meta-two-longer", 15);
+    assert_int_equal(obj.fill_id, f1);
+    const char *t;
+    size_t tl, cursor = 0;
+    assert_int_equal(edge_store_object_next_tag(&obj, &cursor, &t, &tl), 0);
+    assert_memory_equal(t, "tag", 3);
+    assert_true(stats(f->store).live_bytes > live);
+    assert_object(f->store, o.key, "meta-two-longer", "body", 4);
+
+    /* a newer fill replaced it: the old fill's 304 does not overwrite it */
+    uint64_t f2 = put_spec(f->store, &o, "meta-3");
+    assert_int_equal(update_meta(f->store, o.key, f1, 0, "old"), EDGE_STORE_NOTFOUND);
+    assert_object(f->store, o.key, "meta-3", "body", 4);
+
+    /* soft purge: a revalidation that started before it does not make the object fresh */
+    uint64_t before = edge_store_new_fill_id(f->store);
+    assert_int_equal(ban(f->store, EDGE_STORE_BAN_URL, o.key, 1, NULL), 0);
+    edge_store_wait_idle(f->store);
+    assert_int_equal(get_spec(f->store, &o, &obj), 0);
+    assert_true(obj.stale_flag);
+    assert_int_equal(update_meta(f->store, o.key, f2, before, "meta-4"), 0);
+    assert_int_equal(get_spec(f->store, &o, &obj), 0);
+    assert_memory_equal(obj.meta, "meta-4", 6);
+    assert_true(obj.stale_flag);
+    assert_true(obj.soft_purged);
+    /* one that started after it does */
+    uint64_t after = edge_store_new_fill_id(f->store);
+    assert_int_equal(update_meta(f->store, o.key, f2, after, "meta-5"), 0);
+    assert_int_equal(get_spec(f->store, &o, &obj), 0);
+    assert_false(obj.stale_flag);
+    assert_false(obj.soft_purged);
+    edge_store_wait_idle(f->store);
+    assert_int_equal(stats(f->store).bans_live, 0);
+    reopen(f, 16 * MiB, 0);
+    assert_int_equal(get_spec(f->store, &o, &obj), 0);
+    assert_false(obj.soft_purged);
+    assert_memory_equal(obj.meta, "meta-5", 6);
+}
+
+/* With no live ban a lookup allocates nothing (and takes no lock: see edge_store_get). */
+static void test_get_cost_without_bans(void **state)
+{
+    struct fixture *f = *state;
+    edge_store_txn_t *txn;
+    edge_store_object_t obj;
+    uint8_t hash[EDGE_STORE_HASH_LEN];
+
+    put_object(f->store, "k", "m", "b", 1, 16);
+    /* a ban that came and went leaves nothing behind */
+    assert_int_equal(ban(f->store, EDGE_STORE_BAN_URL, "other", 0, NULL), 0);
+    edge_store_wait_idle(f->store);
+    assert_int_equal(stats(f->store).bans_live, 0);
+    edge_store_hash("k", 1, hash);
+    assert_int_equal(edge_store_read_begin(f->store, &txn), 0);
+    assert_int_equal(edge_store_get(txn, hash, &obj), 0);
+    struct mallinfo2 before = mallinfo2();
+    for (int i = 0; i < 10000; ++i)
+        assert_int_equal(edge_store_get(txn, hash, &obj), 0);
+    struct mallinfo2 after = mallinfo2();
+    assert_int_equal(after.uordblks, before.uordblks);
+    assert_int_equal(after.hblks, before.hblks);
+    edge_store_read_end(txn);
+    assert_int_equal(stats(f->store).ban_hits, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -907,6 +1561,17 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_map_full_evict_and_retry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_map_full_drop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_drains_then_refuses, setup, teardown),
+        cmocka_unit_test(test_variant_hash),
+        cmocka_unit_test_setup_teardown(test_variants, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_trim_group, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_group_eviction, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tags, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ban_kinds, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sweeper_retires, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bans_survive_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_old_reader_holds_ban, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_update_meta, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_get_cost_without_bans, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
