@@ -83,6 +83,31 @@ struct st_chunk_t {
 
 enum fill_mode { FILL_CACHE, FILL_PASS };
 
+#ifndef EDGE_MAX_HEURISTIC_SEC
+#define EDGE_MAX_HEURISTIC_SEC 86400 /* the cap on heuristic freshness (RFC 9111 §4.2.2) */
+#endif
+#ifndef EDGE_DEFAULT_STALE_GRACE_SEC
+#define EDGE_DEFAULT_STALE_GRACE_SEC 0 /* stale-while-revalidate / stale-if-error for origins that send neither */
+#endif
+
+/*
+ * A stale stored response that a fill revalidates (RFC 9111 §4.3.1), copied out of the store (the
+ * read transaction that found it is gone): its validators go to the origin, a 304 freshens it
+ * (§4.3.4) and its body is served from its own chunks, and stale-if-error serves it when the origin
+ * fails (RFC 5861 §4).
+ */
+struct st_stale_t {
+    int active;
+    int soft; /* soft-purged: stale from the purge on, whatever its age */
+    uint64_t fill_id, body_size;
+    uint32_t num_chunks;
+    int status;
+    uint32_t flags;
+    int64_t swr, sie, lifetime, initial_age, response_time;
+    h2o_header_t *headers;
+    size_t num_headers;
+};
+
 /*
  * The process-wide face of a cacheable fill, so that a request for the same key on any thread is
  * served from it instead of starting another origin fetch (DESIGN.md: exactly one fetch per key at
@@ -146,12 +171,16 @@ struct st_fill_t {
     unsigned refcnt;
     enum fill_mode mode;
     int invalidates;       /* an unsafe request whose success invalidates its target (RFC 9111 §4.4) */
+    struct st_stale_t stale;   /* a revalidation: the stored response it started from */
+    uint64_t stale_started_id; /* a fill id taken when the revalidation started (purges during it count) */
+    int revalidated;           /* the origin answered 304: the stored record is being freshened */
+    uint32_t obj_flags;        /* EDGE_OBJECT_* of the response being stored */
+    int64_t swr, sie;
     unsigned pending_invalidations; /* the response head waits for these store ops */
     origin_fetch_t *fetch; /* NULL once the origin side ended */
     h2o_mem_pool_t pool;   /* the response head and key */
     h2o_iovec_t key;
     uint8_t hash[EDGE_STORE_HASH_LEN];
-    int stale_present;     /* a stale object was found: Cache-Status says fwd=stale */
     int head_received;
     int status;
     h2o_iovec_t reason;
@@ -331,6 +360,8 @@ static void fill_destroy(struct st_fill_t *fill)
         shared_update(fill->shared, SF_FAILED, fill->committed_bytes);
         shared_release(fill->shared);
     }
+    if (fill->stale_started_id != 0)
+        edge_store_fill_release(fill->thread->rt->store, fill->stale_started_id);
     if (fill->fill_id != 0 && !fill->commit_submitted) {
         if (fill->num_chunks != 0 && fill->chunks_submitted) {
             /* chunks may be in the store: the writer deletes them (the op outlives the fill) */
@@ -431,6 +462,8 @@ static struct st_shared_fill_t *registry_attach_or_register(const uint8_t *hash,
         if (memcmp(sf->hash, hash, EDGE_STORE_HASH_LEN) != 0)
             continue;
         found = 1;
+        if (w == NULL)
+            break; /* only registering, and a fill is under way */
         pthread_mutex_lock(&sf->mutex);
         if ((sf->state == SF_WAIT_HEAD || sf->state == SF_STORING) && sf->num_waiters < EDGE_MAX_WAITERS) {
             ++sf->refcnt;
@@ -613,9 +646,12 @@ static void on_store_messages(h2o_multithread_receiver_t *receiver, h2o_linklist
             fill = H2O_STRUCT_FROM_MEMBER(struct st_fill_t, commit_msg, msg);
             if (msg->result == 0) {
                 fill->committed_ok = 1;
-                EDGE_METRIC_ADD(fills_stored, 1);
+                if (fill->revalidated)
+                    EDGE_METRIC_ADD(revalidations, 1);
+                else
+                    EDGE_METRIC_ADD(fills_stored, 1);
                 if (fill->shared != NULL)
-                    shared_update(fill->shared, SF_DONE, fill->bytes);
+                    shared_update(fill->shared, SF_DONE, fill->revalidated ? fill->stale.body_size : fill->bytes);
             } else {
                 if (fill->shared != NULL)
                     shared_update(fill->shared, SF_FAILED, fill->committed_bytes);
@@ -663,6 +699,9 @@ static int request_has_authorization(h2o_req_t *req)
 static void reader_respond_head(struct st_reader_t *reader);
 static void reader_detach(struct st_reader_t *reader);
 static void fill_respond_heads(struct st_fill_t *fill);
+static void respond_head(struct st_reader_t *reader, int status, h2o_iovec_t reason, const h2o_header_t *headers,
+                         size_t num_headers, origin_framing_t framing, int64_t content_length, int stored, int64_t age,
+                         const char *cache_status);
 
 /**
  * RFC 9213 §2.2: when a targeted field this cache implements is present (CDN-Cache-Control, then
@@ -761,6 +800,155 @@ static void invalidate_after_unsafe(struct st_fill_t *fill, h2o_req_t *req)
     }
 }
 
+/* --- stale objects: revalidation and serving stale --- */
+
+static h2o_header_t *dup_headers(h2o_mem_pool_t *pool, const h2o_header_t *src, size_t num)
+{
+    h2o_header_t *dst = h2o_mem_alloc_pool(pool, sizeof(*dst) * (num + 1));
+    for (size_t i = 0; i != num; ++i) {
+        if (h2o_iovec_is_token(src[i].name)) {
+            dst[i].name = src[i].name;
+        } else {
+            dst[i].name = h2o_mem_alloc_pool(pool, sizeof(*dst[i].name));
+            *dst[i].name = h2o_strdup(pool, src[i].name->base, src[i].name->len);
+        }
+        dst[i].orig_name = src[i].orig_name != NULL ? h2o_strdup(pool, src[i].orig_name, src[i].name->len).base : NULL;
+        dst[i].value = h2o_strdup(pool, src[i].value.base, src[i].value.len);
+    }
+    return dst;
+}
+
+/* What a hit needs of the response's Cache-Control, as stored with the object. */
+static void object_flags_from_cc(const edge_cc_t *cc, uint32_t *flags, int64_t *swr, int64_t *sie)
+{
+    *flags = (cc->no_cache ? EDGE_OBJECT_NO_CACHE : 0) | (cc->must_revalidate ? EDGE_OBJECT_MUST_REVALIDATE : 0) |
+             (cc->proxy_revalidate ? EDGE_OBJECT_PROXY_REVALIDATE : 0) | (cc->has_swr ? EDGE_OBJECT_HAS_SWR : 0) |
+             (cc->has_sie ? EDGE_OBJECT_HAS_SIE : 0) | (cc->has_s_maxage ? EDGE_OBJECT_HAS_SMAXAGE : 0);
+    *swr = cc->has_swr ? cc->stale_while_revalidate : 0;
+    *sie = cc->has_sie ? cc->stale_if_error : 0;
+}
+
+static void cc_from_object_flags(uint32_t flags, int64_t swr, int64_t sie, edge_cc_t *cc)
+{
+    memset(cc, 0, sizeof(*cc));
+    cc->no_cache = (flags & EDGE_OBJECT_NO_CACHE) != 0;
+    cc->must_revalidate = (flags & EDGE_OBJECT_MUST_REVALIDATE) != 0;
+    cc->proxy_revalidate = (flags & EDGE_OBJECT_PROXY_REVALIDATE) != 0;
+    cc->has_s_maxage = (flags & EDGE_OBJECT_HAS_SMAXAGE) != 0;
+    cc->has_swr = (flags & EDGE_OBJECT_HAS_SWR) != 0;
+    cc->stale_while_revalidate = swr;
+    cc->has_sie = (flags & EDGE_OBJECT_HAS_SIE) != 0;
+    cc->stale_if_error = sie;
+}
+
+/* How long a stored response has been stale, in whole seconds counted from 1: with second resolution
+ * it is stale from age == lifetime on, so a stale-while-revalidate=N window covers ages
+ * [lifetime, lifetime + N). A soft purge makes it stale from now on. 0: not stale. */
+static int64_t staleness_of(int soft, int64_t age, int64_t lifetime)
+{
+    if (soft)
+        return 1;
+    return age >= lifetime ? age - lifetime + 1 : 0;
+}
+
+static int stale_if_error_allowed(const struct st_stale_t *st)
+{
+    edge_cc_t cc;
+    if (!st->active)
+        return 0;
+    cc_from_object_flags(st->flags, st->swr, st->sie, &cc);
+    int64_t age = edge_current_age(st->initial_age, st->response_time, now_sec());
+    return edge_stale_if_error_ok(&cc, staleness_of(st->soft, age, st->lifetime), EDGE_DEFAULT_STALE_GRACE_SEC);
+}
+
+/* Turns a client of the fill into a client of the stored (stale or freshened) object, and answers it. */
+static void reader_serve_stored(struct st_reader_t *reader, const struct st_stale_t *st, const h2o_header_t *headers,
+                                size_t num_headers, int64_t age, const char *cache_status)
+{
+    h2o_req_t *req = reader->req;
+    reader_detach(reader);
+    reader->fill_id = st->fill_id;
+    reader->body_size = st->body_size;
+    reader->num_chunks = st->num_chunks;
+    h2o_header_t *copy = dup_headers(&req->pool, headers, num_headers); /* the fill may go before the client */
+    respond_head(reader, st->status, h2o_iovec_init(NULL, 0), copy, num_headers, ORIGIN_FRAMING_LENGTH,
+                 (int64_t)st->body_size, 1, age, h2o_strdup(&req->pool, cache_status, SIZE_MAX).base);
+}
+
+/* stale-if-error (RFC 5861 §4): the origin failed; every client still waiting gets the stale object. */
+static void serve_stale_on_error(struct st_fill_t *fill, int fwd_status)
+{
+    struct st_stale_t *st = &fill->stale;
+    int64_t age = edge_current_age(st->initial_age, st->response_time, now_sec());
+    char cs[96];
+    snprintf(cs, sizeof(cs), "cdn-edge; hit; ttl=%" PRId64 "; detail=stale-if-error", st->lifetime - age);
+    (void)fwd_status;
+    if (fill->shared != NULL)
+        shared_update(fill->shared, SF_RELEASED, 0);
+    ++fill->refcnt;
+    while (!h2o_linklist_is_empty(&fill->readers)) {
+        struct st_reader_t *r = H2O_STRUCT_FROM_MEMBER(struct st_reader_t, link, fill->readers.next);
+        EDGE_METRIC_ADD(req_hit, 1);
+        reader_serve_stored(r, st, st->headers, st->num_headers, age, cs);
+    }
+    fill_unref(fill);
+}
+
+/* The origin answered 304 to a revalidation (RFC 9111 §4.3.3, §4.3.4): freshen the stored head, serve its body. */
+static void revalidated_304(struct st_fill_t *fill)
+{
+    edge_runtime_t *rt = fill->thread->rt;
+    struct st_stale_t *st = &fill->stale;
+    h2o_mem_pool_t *pool = fill->shared != NULL ? &fill->shared->pool : &fill->pool;
+    h2o_header_t *merged, *rules;
+    size_t num = edge_freshen_headers(pool, st->headers, st->num_headers, fill->headers, fill->num_headers, &merged);
+    size_t num_rules = targeted_cache_headers(&fill->pool, merged, num, &rules);
+    edge_response_facts_t facts;
+    edge_response_facts_from_headers(&facts, st->status, rules, num_rules, (int64_t)st->body_size);
+
+    fill->revalidated = 1;
+    fill->initial_age = edge_initial_age(&facts, fill->request_time, fill->response_time);
+    fill->lifetime = edge_freshness_lifetime_or_heuristic(&facts, fill->response_time, EDGE_MAX_HEURISTIC_SEC);
+    if (fill->lifetime < 0 || facts.cc.no_cache)
+        fill->lifetime = 0;
+    object_flags_from_cc(&facts.cc, &fill->obj_flags, &fill->swr, &fill->sie);
+    edge_object_t obj = {st->status, fill->obj_flags, fill->swr, fill->sie, fill->request_time, fill->response_time,
+                         fill->initial_age, fill->lifetime, merged, num};
+    fill->commit_blob = edge_object_encode(&fill->pool, &obj);
+    memset(&fill->commit_op, 0, sizeof(fill->commit_op));
+    fill->commit_op.kind = EDGE_STORE_OP_UPDATE_META;
+    fill->commit_op.fill_id = st->fill_id;
+    memcpy(fill->commit_op.hash, fill->hash, EDGE_STORE_HASH_LEN);
+    fill->commit_op.data = fill->commit_blob.base;
+    fill->commit_op.len = fill->commit_blob.len;
+    fill->commit_op.started_fill_id = fill->stale_started_id;
+    fill->stale_started_id = 0; /* released by the store with the op */
+    fill->commit_op.on_done = on_commit_done;
+    fill->commit_submitted = 1;
+    ++fill->ops_in_flight;
+    ++fill->refcnt;
+    edge_store_submit(rt->store, &fill->commit_op);
+
+    if (fill->shared != NULL) {
+        /* waiters look the object up again once the freshened record is committed */
+        struct st_shared_fill_t *sf = fill->shared;
+        sf->initial_age = fill->initial_age;
+        sf->response_time = fill->response_time;
+        sf->lifetime = fill->lifetime;
+        pthread_mutex_lock(&sf->mutex);
+        sf->origin_complete = 1;
+        pthread_mutex_unlock(&sf->mutex);
+        shared_update(sf, SF_STORING, 0);
+    }
+    ++fill->refcnt;
+    while (!h2o_linklist_is_empty(&fill->readers)) {
+        struct st_reader_t *r = H2O_STRUCT_FROM_MEMBER(struct st_reader_t, link, fill->readers.next);
+        EDGE_METRIC_ADD(req_miss, 1);
+        reader_serve_stored(r, st, merged, num, fill->initial_age, "cdn-edge; fwd=stale; fwd-status=304");
+    }
+    fill_unref(fill);
+}
+
 static void on_origin_head(origin_fetch_t *fetch, void *data, const origin_response_t *res)
 {
     struct st_fill_t *fill = data;
@@ -789,6 +977,27 @@ static void on_origin_head(origin_fetch_t *fetch, void *data, const origin_respo
         dst->value = h2o_strdup(pool, src->value.base, src->value.len);
     }
 
+    if (fill->stale.active) {
+        if (fill->status == 304) {
+            revalidated_304(fill);
+            return;
+        }
+        if (fill->status >= 500 && stale_if_error_allowed(&fill->stale)) {
+            serve_stale_on_error(fill, fill->status);
+            if (fill->fetch != NULL && h2o_linklist_is_empty(&fill->readers)) {
+                origin_fetch_cancel(fill->fetch);
+                fill->fetch = NULL;
+                fill->origin_ended = 1;
+                fill->origin_err = ORIGIN_ERESET;
+                fill_unref(fill); /* the origin side */
+            }
+            return;
+        }
+        /* a whole new response: it replaces the stored one like any fill */
+        edge_store_fill_release(rt->store, fill->stale_started_id);
+        fill->stale_started_id = 0;
+    }
+
     if (fill->invalidates && fill->status >= 200 && fill->status < 400 && !h2o_linklist_is_empty(&fill->readers))
         invalidate_after_unsafe(fill, H2O_STRUCT_FROM_MEMBER(struct st_reader_t, link, fill->readers.next)->req);
 
@@ -806,13 +1015,19 @@ static void on_origin_head(origin_fetch_t *fetch, void *data, const origin_respo
         /* a body whose end cannot be proved is never stored (RFC 9112 §6.3: close-delimited) */
         if (verdict == EDGE_VERDICT_STORE && fill->framing == ORIGIN_FRAMING_CLOSE)
             verdict = EDGE_VERDICT_TRUNCATED;
+        /* RFC 9111 §4.2.2: with Last-Modified and no explicit lifetime, a heuristic one (a fraction of
+         * its age, capped) for the statuses that allow it */
+        if (verdict == EDGE_VERDICT_NO_LIFETIME && fill->framing != ORIGIN_FRAMING_CLOSE &&
+            edge_heuristic_freshness(&facts, fill->response_time, EDGE_MAX_HEURISTIC_SEC) > 0)
+            verdict = EDGE_VERDICT_STORE;
         fill->initial_age = edge_initial_age(&facts, fill->request_time, fill->response_time);
-        fill->lifetime = edge_freshness_lifetime(&facts, fill->response_time);
+        fill->lifetime = edge_freshness_lifetime_or_heuristic(&facts, fill->response_time, EDGE_MAX_HEURISTIC_SEC);
+        object_flags_from_cc(&facts.cc, &fill->obj_flags, &fill->swr, &fill->sie);
         /* RFC 9111 §5.2.2.4: no-cache may be stored but never used without validation (the field-named
          * form is treated the same, conservatively): it is stored already stale */
         if (facts.cc.no_cache)
             fill->lifetime = 0;
-        const char *fwd = fill->stale_present ? "stale" : "miss";
+        const char *fwd = fill->stale.active ? "stale" : "miss";
         if (verdict == EDGE_VERDICT_STORE) {
             fill->storing = 1;
             fill->fill_id = edge_store_new_fill_id(rt->store);
@@ -942,8 +1157,10 @@ static void on_origin_end(origin_fetch_t *fetch, void *data, int err)
         /* the last, partial chunk, then the record: the object exists from this commit on */
         if (fill->num_chunks != 0 && !fill->chunks[fill->num_chunks - 1]->submitted)
             submit_chunk(fill, fill->chunks[fill->num_chunks - 1]);
-        edge_object_t obj = {fill->status,      fill->request_time, fill->response_time, fill->initial_age,
-                             fill->lifetime < 0 ? 0 : fill->lifetime, fill->headers, fill->num_headers};
+        edge_object_t obj = {fill->status,       fill->obj_flags,   fill->swr,
+                             fill->sie,          fill->request_time, fill->response_time,
+                             fill->initial_age,  fill->lifetime < 0 ? 0 : fill->lifetime,
+                             fill->headers,      fill->num_headers};
         fill->commit_blob = edge_object_encode(&fill->pool, &obj);
         fill->commit_op.kind = EDGE_STORE_OP_COMMIT;
         fill->commit_op.fill_id = fill->fill_id;
@@ -965,6 +1182,9 @@ static void on_origin_end(origin_fetch_t *fetch, void *data, int err)
         ++fill->refcnt;
         edge_store_submit(fill->thread->rt->store, &fill->commit_op);
     }
+
+    if (err != 0 && !fill->head_received && stale_if_error_allowed(&fill->stale))
+        serve_stale_on_error(fill, 0);
 
     ++fill->refcnt;
     h2o_linklist_t *l = fill->readers.next;
@@ -1244,15 +1464,17 @@ static void reader_respond_head(struct st_reader_t *reader)
                  fill->storing, fill->initial_age, fill->cache_status);
 }
 
-static void start_fetch(h2o_req_t *req, enum fill_mode mode, h2o_iovec_t key, const uint8_t *hash, h2o_iovec_t path,
-                        int stale_present, struct st_shared_fill_t *shared);
+static struct st_fill_t *start_fetch(h2o_req_t *req, enum fill_mode mode, h2o_iovec_t key, const uint8_t *hash,
+                                     h2o_iovec_t path, const struct st_stale_t *stale, struct st_shared_fill_t *shared,
+                                     int with_reader);
 
-static int try_hit(h2o_req_t *req, edge_runtime_t *rt, h2o_iovec_t key, const uint8_t *hash, int *stale);
+static int try_hit(h2o_req_t *req, edge_runtime_t *rt, h2o_iovec_t key, const uint8_t *hash, struct st_stale_t *stale);
 
 /* The fill a request waited on was committed: look it up again, as a hit. */
 static void serve_after_commit(h2o_req_t *req, h2o_iovec_t key, const uint8_t *hash, h2o_iovec_t path, int only_if_cached)
 {
-    int stale = 0, hr = try_hit(req, edge_this_thread->rt, key, hash, &stale);
+    struct st_stale_t stale = {0};
+    int hr = try_hit(req, edge_this_thread->rt, key, hash, &stale);
     if (hr == 0)
         return;
     if (only_if_cached) {
@@ -1262,10 +1484,10 @@ static void serve_after_commit(h2o_req_t *req, h2o_iovec_t key, const uint8_t *h
     /* gone already (purged, evicted), or preconditions for the origin: fetch alone */
     if (hr == 2) {
         EDGE_METRIC_ADD(req_pass, 1);
-        start_fetch(req, FILL_PASS, h2o_iovec_init(NULL, 0), NULL, path, 0, NULL);
+        start_fetch(req, FILL_PASS, h2o_iovec_init(NULL, 0), NULL, path, NULL, NULL, 1);
     } else {
         EDGE_METRIC_ADD(req_miss, 1);
-        start_fetch(req, FILL_CACHE, key, hash, path, stale, NULL);
+        start_fetch(req, FILL_CACHE, key, hash, path, &stale, NULL, 1);
     }
 }
 
@@ -1326,7 +1548,7 @@ static void waiter_progress(struct st_reader_t *reader)
     reader_detach_shared(reader);
     reader->finished = 1;
     EDGE_METRIC_ADD(req_miss, 1);
-    start_fetch(req, FILL_CACHE, reader->key, reader->hash, reader->path, 0, NULL);
+    start_fetch(req, FILL_CACHE, reader->key, reader->hash, reader->path, NULL, NULL, 1);
 }
 
 static void on_waiter_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
@@ -1360,16 +1582,28 @@ static h2o_iovec_t client_ip(h2o_req_t *req)
 }
 
 /* Starts an origin fetch for this request; a cacheable one owns `shared` (NULL: not registered). */
-static void start_fetch(h2o_req_t *req, enum fill_mode mode, h2o_iovec_t key, const uint8_t *hash, h2o_iovec_t path,
-                        int stale_present, struct st_shared_fill_t *shared)
+static struct st_fill_t *start_fetch(h2o_req_t *req, enum fill_mode mode, h2o_iovec_t key, const uint8_t *hash,
+                                     h2o_iovec_t path, const struct st_stale_t *stale, struct st_shared_fill_t *shared,
+                                     int with_reader)
 {
     edge_thread_t *th = edge_this_thread;
     struct st_fill_t *fill = fill_new(th, mode);
-    struct st_reader_t *reader = reader_new(req);
 
     fill->shared = shared;
     fill->request_time = now_sec();
-    fill->stale_present = stale_present;
+    h2o_iovec_t if_none_match = {NULL, 0}, if_modified_since = {NULL, 0};
+    if (stale != NULL && stale->active) {
+        /* a revalidation: the stored validators go to the origin (RFC 9111 §4.3.1) */
+        fill->stale = *stale;
+        fill->stale.headers = dup_headers(&fill->pool, stale->headers, stale->num_headers);
+        fill->stale_started_id = edge_store_new_fill_id(th->rt->store);
+        for (size_t i = 0; i != fill->stale.num_headers; ++i) {
+            if (fill->stale.headers[i].name == &H2O_TOKEN_ETAG->buf)
+                if_none_match = fill->stale.headers[i].value;
+            else if (fill->stale.headers[i].name == &H2O_TOKEN_LAST_MODIFIED->buf)
+                if_modified_since = fill->stale.headers[i].value;
+        }
+    }
     if (mode == FILL_CACHE) {
         fill->key = h2o_strdup(&fill->pool, key.base, key.len);
         memcpy(fill->hash, hash, EDGE_STORE_HASH_LEN);
@@ -1381,9 +1615,12 @@ static void start_fetch(h2o_req_t *req, enum fill_mode mode, h2o_iovec_t key, co
         fill->key = h2o_strdup(&fill->pool, req->path.base, req->path.len);
         fill->cache_status = "cdn-edge; fwd=method";
     }
-    reader->fill = fill;
-    ++fill->refcnt;
-    h2o_linklist_insert(&fill->readers, &reader->link);
+    if (with_reader) {
+        struct st_reader_t *reader = reader_new(req);
+        reader->fill = fill;
+        ++fill->refcnt;
+        h2o_linklist_insert(&fill->readers, &reader->link);
+    }
 
     origin_request_t oreq = {0};
     oreq.method = mode == FILL_CACHE ? h2o_iovec_init(H2O_STRLIT("GET")) : req->method;
@@ -1394,7 +1631,24 @@ static void start_fetch(h2o_req_t *req, enum fill_mode mode, h2o_iovec_t key, co
     oreq.client_ip = client_ip(req);
     oreq.client_is_tls = req->scheme == &H2O_URL_SCHEME_HTTPS;
     oreq.for_cache = mode == FILL_CACHE;
+    oreq.if_none_match = if_none_match;
+    oreq.if_modified_since = if_modified_since;
     fill->fetch = origin_fetch_start(th->origin, &oreq, &fill_callbacks, fill);
+    return fill;
+}
+
+/* stale-while-revalidate: one revalidation per key, in the background, no client attached. */
+static void start_background_revalidation(h2o_req_t *req, h2o_iovec_t key, const uint8_t *hash, h2o_iovec_t path,
+                                          const struct st_stale_t *stale)
+{
+    struct st_shared_fill_t *mine = shared_new(hash);
+    registry_attach_or_register(hash, NULL, mine);
+    if (!mine->registered) {
+        shared_release(mine); /* one is under way already */
+        return;
+    }
+    EDGE_METRIC_ADD(background_revalidations, 1);
+    start_fetch(req, FILL_CACHE, key, hash, path, stale, mine, 0);
 }
 
 static h2o_iovec_t stored_header(const edge_object_t *obj, const h2o_token_t *token)
@@ -1487,9 +1741,91 @@ static int apply_range(h2o_req_t *req, struct st_reader_t *reader, const edge_ob
     }
 }
 
-/* Serves a fresh stored object. @return 0 when served, 1 when the caller must fetch (*stale set when
- * a stale object was found) */
-static int try_hit(h2o_req_t *req, edge_runtime_t *rt, h2o_iovec_t key, const uint8_t *hash, int *stale)
+static void start_background_revalidation(h2o_req_t *req, h2o_iovec_t key, const uint8_t *hash, h2o_iovec_t path,
+                                          const struct st_stale_t *stale);
+
+/* The request's Cache-Control, as far as this cache honours it: max-stale and only-if-cached always;
+ * max-age, min-fresh and no-cache protect the origin and are not honoured (documented in README). */
+static void request_cc(h2o_req_t *req, edge_cc_t *cc)
+{
+    ssize_t i = -1;
+    memset(cc, 0, sizeof(*cc));
+    while ((i = h2o_find_header(&req->headers, H2O_TOKEN_CACHE_CONTROL, i)) != -1)
+        edge_cc_parse(cc, req->headers.entries[i].value.base, req->headers.entries[i].value.len);
+    cc->has_max_age = cc->has_min_fresh = 0;
+    cc->no_cache = cc->no_store = 0;
+}
+
+/* Copies what a revalidation needs of a stale stored object out of the read transaction. */
+static void stale_copy(h2o_mem_pool_t *pool, struct st_stale_t *st, const edge_store_object_t *so, const edge_object_t *obj)
+{
+    st->active = 1;
+    st->soft = so->soft_purged;
+    st->fill_id = so->fill_id;
+    st->body_size = so->body_size;
+    st->num_chunks = so->num_chunks;
+    st->status = obj->status;
+    st->flags = obj->flags;
+    st->swr = obj->swr;
+    st->sie = obj->sie;
+    st->lifetime = obj->lifetime;
+    st->initial_age = obj->initial_age;
+    st->response_time = obj->response_time;
+    st->headers = dup_headers(pool, obj->headers, obj->num_headers);
+    st->num_headers = obj->num_headers;
+}
+
+/* Serves a stored object (fresh or allowed stale): preconditions, ranges, headers, body. @return 0, or 2
+ * when the origin must decide the preconditions */
+static int serve_object(h2o_req_t *req, edge_runtime_t *rt, edge_store_txn_t *txn, const edge_store_object_t *so,
+                        const edge_object_t *obj, int64_t age, const char *cs)
+{
+    /* RFC 9110 §13.2.2: the client's preconditions first (a cache answers GET/HEAD ones itself, RFC 9111 §4.3.2) */
+    switch (evaluate_preconditions(req, obj)) {
+    case EDGE_COND_NOT_MODIFIED:
+        edge_store_touch(rt->store, so->fill_id);
+        EDGE_METRIC_ADD(req_hit, 1);
+        send_not_modified(req, obj, age, cs);
+        edge_store_read_end(txn);
+        return 0;
+    case EDGE_COND_PRECONDITION_FAILED:
+        /* If-Match / If-Unmodified-Since: the origin decides (RFC 9111 §4.3.2) */
+        edge_store_read_end(txn);
+        return 2;
+    default:
+        break;
+    }
+
+    struct st_reader_t *reader = reader_new(req);
+    reader->txn = txn;
+    reader->fill_id = so->fill_id;
+    reader->body_size = so->body_size;
+    reader->num_chunks = so->num_chunks;
+    edge_store_touch(rt->store, so->fill_id);
+    EDGE_METRIC_ADD(req_hit, 1);
+
+    req->res.status = obj->status;
+    req->res.reason = status_reason(obj->status);
+    copy_response_headers(req, obj->headers, obj->num_headers, 1);
+    add_age(req, age);
+    add_cache_status(req, cs);
+    req->res.content_length = so->body_size;
+    if (obj->status == 200) {
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ACCEPT_RANGES, NULL, H2O_STRLIT("bytes"));
+        if (apply_range(req, reader, obj, so->body_size) != 0)
+            return 0; /* answered (416) */
+    }
+    reader_start(reader);
+    return 0;
+}
+
+/**
+ * Looks the request up and serves it when the store can (RFC 9111 §4): fresh, allowed stale
+ * (max-stale, stale-while-revalidate with one background revalidation), or answers 504 for
+ * only-if-cached. @return 0 when answered; 1 when the caller must go to the origin (with *stale filled
+ * when a stale object is to be revalidated); 2 when the origin must decide the request's preconditions
+ */
+static int try_hit(h2o_req_t *req, edge_runtime_t *rt, h2o_iovec_t key, const uint8_t *hash, struct st_stale_t *stale)
 {
     edge_store_txn_t *txn;
     edge_store_object_t so;
@@ -1516,52 +1852,42 @@ static int try_hit(h2o_req_t *req, edge_runtime_t *rt, h2o_iovec_t key, const ui
         h2o_req_log_error(req, "edge/store", "STORE_ERR corrupt record for %.*s", (int)key.len, key.base);
         goto Miss;
     }
-    int64_t age = edge_current_age(obj.initial_age, obj.response_time, now_sec());
-    if (age >= obj.lifetime) {
-        *stale = 1;
-        goto Miss;
-    }
 
-    char *cs = h2o_mem_alloc_pool(&req->pool, 48);
-    snprintf(cs, 48, "cdn-edge; hit; ttl=%" PRId64, obj.lifetime - age);
-
-    /* RFC 9110 §13.2.2: the client's preconditions first (a cache answers GET/HEAD ones itself, RFC 9111 §4.3.2) */
-    switch (evaluate_preconditions(req, &obj)) {
-    case EDGE_COND_NOT_MODIFIED:
-        edge_store_touch(rt->store, so.fill_id);
-        EDGE_METRIC_ADD(req_hit, 1);
-        send_not_modified(req, &obj, age, cs);
+    int64_t now = now_sec(), age = edge_current_age(obj.initial_age, obj.response_time, now);
+    /* a soft purge (or a stored stale flag) makes the object stale, whatever its age */
+    int64_t lifetime = so.soft_purged ? (age < obj.lifetime ? age : obj.lifetime) : obj.lifetime;
+    edge_cc_t rcc, occ;
+    request_cc(req, &rcc);
+    cc_from_object_flags(obj.flags, obj.swr, obj.sie, &occ);
+    char *cs = h2o_mem_alloc_pool(&req->pool, 96);
+    switch (edge_request_reuse(&rcc, &occ, age, lifetime, 0)) {
+    case EDGE_REUSE_FRESH_OK:
+        snprintf(cs, 96, "cdn-edge; hit; ttl=%" PRId64, lifetime - age);
+        return serve_object(req, rt, txn, &so, &obj, age, cs);
+    case EDGE_REUSE_SERVE_STALE_OK:
+        /* RFC 9111 §4.2.4: the client accepts it (max-stale) */
+        snprintf(cs, 96, "cdn-edge; hit; ttl=%" PRId64 "; detail=max-stale", lifetime - age);
+        EDGE_METRIC_ADD(stale_served, 1);
+        return serve_object(req, rt, txn, &so, &obj, age, cs);
+    case EDGE_REUSE_ONLY_IF_CACHED_504:
         edge_store_read_end(txn);
+        send_error(req, 504, "cdn-edge; fwd=miss; detail=only-if-cached", "not usable from the cache (only-if-cached)");
         return 0;
-    case EDGE_COND_PRECONDITION_FAILED:
-        /* If-Match / If-Unmodified-Since: the origin decides (RFC 9111 §4.3.2) */
-        edge_store_read_end(txn);
-        return 2;
     default:
         break;
     }
-
-    struct st_reader_t *reader = reader_new(req);
-    reader->txn = txn;
-    reader->fill_id = so.fill_id;
-    reader->body_size = so.body_size;
-    reader->num_chunks = so.num_chunks;
-    edge_store_touch(rt->store, so.fill_id);
-    EDGE_METRIC_ADD(req_hit, 1);
-
-    req->res.status = obj.status;
-    req->res.reason = status_reason(obj.status);
-    copy_response_headers(req, obj.headers, obj.num_headers, 1);
-    add_age(req, age);
-    add_cache_status(req, cs);
-    req->res.content_length = so.body_size;
-    if (obj.status == 200) {
-        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ACCEPT_RANGES, NULL, H2O_STRLIT("bytes"));
-        if (apply_range(req, reader, &obj, so.body_size) != 0)
-            return 0; /* answered (416) */
+    stale_copy(&req->pool, stale, &so, &obj);
+    if (edge_stale_while_revalidate_ok(&occ, staleness_of(so.soft_purged, age, lifetime), EDGE_DEFAULT_STALE_GRACE_SEC)) {
+        /* RFC 5861 §3: served at once, even to the first request; one revalidation in the background */
+        snprintf(cs, 96, "cdn-edge; hit; ttl=%" PRId64 "; detail=stale-while-revalidate", lifetime - age);
+        EDGE_METRIC_ADD(stale_served, 1);
+        h2o_iovec_t path = h2o_iovec_init(NULL, 0);
+        int hr = serve_object(req, rt, txn, &so, &obj, age, cs);
+        h2o_iovec_t key_unused;
+        if (edge_cache_key_build(&req->pool, req->scheme->name, req->authority, req->path, &key_unused, &path) == 0)
+            start_background_revalidation(req, key, hash, path, stale);
+        return hr;
     }
-    reader_start(reader);
-    return 0;
 
 Miss:
     edge_store_read_end(txn);
@@ -1589,7 +1915,7 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
         EDGE_METRIC_ADD(req_pass, 1);
         int keyed = edge_method_is_unsafe(req->method) &&
                     edge_cache_key_build(&req->pool, req->scheme->name, req->authority, req->path, &key, &path) == 0;
-        start_fetch(req, FILL_PASS, keyed ? key : h2o_iovec_init(NULL, 0), NULL, req->path, 0, NULL);
+        start_fetch(req, FILL_PASS, keyed ? key : h2o_iovec_init(NULL, 0), NULL, req->path, NULL, NULL, 1);
         return 0;
     }
     if (edge_cache_key_build(&req->pool, req->scheme->name, req->authority, req->path, &key, &path) != 0) {
@@ -1599,13 +1925,14 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
     }
     uint8_t hash[EDGE_STORE_HASH_LEN];
     edge_store_hash(key.base, key.len, hash);
-    int stale = 0, hr;
+    struct st_stale_t stale = {0};
+    int hr;
     if ((hr = try_hit(req, rt, key, hash, &stale)) == 0)
         return 0;
     if (hr == 2) {
         /* preconditions the cache does not answer: the origin does, unstored */
         EDGE_METRIC_ADD(req_pass, 1);
-        start_fetch(req, FILL_PASS, h2o_iovec_init(NULL, 0), NULL, path, 0, NULL);
+        start_fetch(req, FILL_PASS, h2o_iovec_init(NULL, 0), NULL, path, NULL, NULL, 1);
         return 0;
     }
     /* RFC 9111 §5.2.1.7: the client forbids going to the origin; only a whole response in flight serves */
@@ -1624,7 +1951,7 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
             return 0;
         }
         EDGE_METRIC_ADD(req_miss, 1);
-        start_fetch(req, FILL_CACHE, key, hash, path, stale, mine->registered ? mine : NULL);
+        start_fetch(req, FILL_CACHE, key, hash, path, &stale, mine->registered ? mine : NULL, 1);
         if (!mine->registered)
             shared_release(mine);
         return 0;

@@ -24,7 +24,7 @@ h2o_iovec_t edge_metrics_render(h2o_mem_pool_t *pool, edge_store_t *store, const
     if (origin != NULL)
         origin_get_stats(origin, &os);
 
-    size_t cap = 4096;
+    size_t cap = 8192;
     char *buf = h2o_mem_alloc_pool(pool, cap);
     int n = snprintf(buf, cap,
                      "# HELP cdn_edge_requests_total Client requests by cache outcome.\n"
@@ -80,7 +80,16 @@ h2o_iovec_t edge_metrics_render(h2o_mem_pool_t *pool, edge_store_t *store, const
                      "cdn_edge_store_errors_total %llu\n"
                      "# HELP cdn_edge_watchdog_closes_total Responses ended because the client took no bytes.\n"
                      "# TYPE cdn_edge_watchdog_closes_total counter\n"
-                     "cdn_edge_watchdog_closes_total %llu\n",
+                     "cdn_edge_watchdog_closes_total %llu\n"
+                     "# HELP cdn_edge_revalidations_total Stale objects freshened by a 304 from the origin.\n"
+                     "# TYPE cdn_edge_revalidations_total counter\n"
+                     "cdn_edge_revalidations_total %llu\n"
+                     "# HELP cdn_edge_stale_served_total Stale objects served (stale-while-revalidate, stale-if-error).\n"
+                     "# TYPE cdn_edge_stale_served_total counter\n"
+                     "cdn_edge_stale_served_total %llu\n"
+                     "# HELP cdn_edge_background_revalidations_total Revalidations started in the background.\n"
+                     "# TYPE cdn_edge_background_revalidations_total counter\n"
+                     "cdn_edge_background_revalidations_total %llu\n",
                      (unsigned long long)get(&edge_metrics.req_hit), (unsigned long long)get(&edge_metrics.req_miss),
                      (unsigned long long)get(&edge_metrics.req_pass), (unsigned long long)get(&edge_metrics.req_error),
                      (unsigned long long)get(&edge_metrics.client_bytes), (unsigned long long)os.bytes_received,
@@ -92,7 +101,10 @@ h2o_iovec_t edge_metrics_render(h2o_mem_pool_t *pool, edge_store_t *store, const
                      (unsigned long long)ss.max_size_bytes, (unsigned long long)ss.objects,
                      (unsigned long long)ss.evictions, (unsigned long long)ss.commits, (unsigned long long)ss.map_full,
                      (unsigned long long)ss.swept_fills, (unsigned long long)get(&edge_metrics.store_errors),
-                     (unsigned long long)get(&edge_metrics.watchdog_closes));
+                     (unsigned long long)get(&edge_metrics.watchdog_closes),
+                     (unsigned long long)get(&edge_metrics.revalidations),
+                     (unsigned long long)get(&edge_metrics.stale_served),
+                     (unsigned long long)get(&edge_metrics.background_revalidations));
     if (n < 0)
         n = 0;
     if ((size_t)n >= cap)

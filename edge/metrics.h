@@ -7,7 +7,8 @@
  *   cdn_edge_client_bytes_total, cdn_edge_origin_bytes_total, cdn_edge_origin_requests_total,
  *   cdn_edge_origin_errors_total, cdn_edge_fills_total{result="stored|unstored|aborted|dropped"},
  *   cdn_edge_store_bytes, cdn_edge_store_objects, cdn_edge_store_max_bytes, cdn_edge_evictions_total,
- *   cdn_edge_store_errors_total, cdn_edge_watchdog_closes_total.
+ *   cdn_edge_store_errors_total, cdn_edge_watchdog_closes_total, cdn_edge_revalidations_total,
+ *   cdn_edge_stale_served_total, cdn_edge_background_revalidations_total.
  */
 #ifndef EDGE_METRICS_H
 #define EDGE_METRICS_H
@@ -22,6 +23,9 @@ typedef struct st_edge_metrics_t {
     uint64_t fills_stored, fills_unstored, fills_aborted, fills_dropped;
     uint64_t store_errors;
     uint64_t watchdog_closes;
+    uint64_t revalidations;         /* stale objects freshened by a 304 */
+    uint64_t stale_served;          /* stale objects served (stale-while-revalidate, stale-if-error, max-stale) */
+    uint64_t background_revalidations;
 } edge_metrics_t;
 
 extern edge_metrics_t edge_metrics;

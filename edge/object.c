@@ -15,24 +15,35 @@ typedef struct st_edge_object_hdr_t {
     int64_t initial_age;
     int64_t lifetime;
     uint32_t num_headers;
-    uint32_t reserved;
+    uint32_t flags; /* version 1: reserved (0) */
 } edge_object_hdr_t;
 _Static_assert(sizeof(edge_object_hdr_t) == 48, "on-disk layout of the object head");
+
+/* version 2 appends this after the head */
+typedef struct st_edge_object_ext_t {
+    int64_t swr;
+    int64_t sie;
+} edge_object_ext_t;
+_Static_assert(sizeof(edge_object_ext_t) == 16, "on-disk layout of the object head extension");
 
 #define MAX_HEADERS 1000
 #define MAX_NAME_LEN 1024
 
 h2o_iovec_t edge_object_encode(h2o_mem_pool_t *pool, const edge_object_t *obj)
 {
-    size_t len = sizeof(edge_object_hdr_t);
+    size_t len = sizeof(edge_object_hdr_t) + sizeof(edge_object_ext_t);
     for (size_t i = 0; i != obj->num_headers; ++i)
         len += 6 + obj->headers[i].name->len + obj->headers[i].value.len;
     char *buf = h2o_mem_alloc_pool(pool, len), *p = buf;
 
     edge_object_hdr_t hdr = {EDGE_OBJECT_MAGIC, EDGE_OBJECT_VERSION, (uint16_t)obj->status, obj->request_time,
-                             obj->response_time, obj->initial_age, obj->lifetime, (uint32_t)obj->num_headers, 0};
+                             obj->response_time, obj->initial_age, obj->lifetime, (uint32_t)obj->num_headers,
+                             obj->flags};
+    edge_object_ext_t ext = {obj->swr, obj->sie};
     memcpy(p, &hdr, sizeof(hdr));
     p += sizeof(hdr);
+    memcpy(p, &ext, sizeof(ext));
+    p += sizeof(ext);
     for (size_t i = 0; i != obj->num_headers; ++i) {
         const h2o_header_t *h = obj->headers + i;
         uint16_t nl = (uint16_t)h->name->len;
@@ -58,9 +69,22 @@ int edge_object_decode(h2o_mem_pool_t *pool, const void *blob, size_t len, edge_
         return -1;
     memcpy(&hdr, p, sizeof(hdr));
     p += sizeof(hdr);
-    if (hdr.magic != EDGE_OBJECT_MAGIC || hdr.version != EDGE_OBJECT_VERSION || hdr.status < 100 || hdr.status > 999 ||
-        hdr.num_headers > MAX_HEADERS || hdr.lifetime < 0 || hdr.initial_age < 0)
+    if (hdr.magic != EDGE_OBJECT_MAGIC || (hdr.version != 1 && hdr.version != EDGE_OBJECT_VERSION) ||
+        (hdr.status < 100 && !(hdr.flags & EDGE_OBJECT_VARY_MARKER)) || hdr.status > 999 || hdr.num_headers > MAX_HEADERS ||
+        hdr.lifetime < 0 || hdr.initial_age < 0)
         return -1;
+    edge_object_ext_t ext = {0, 0};
+    if (hdr.version >= 2) {
+        if ((size_t)(end - p) < sizeof(ext))
+            return -1;
+        memcpy(&ext, p, sizeof(ext));
+        p += sizeof(ext);
+    } else {
+        hdr.flags = 0;
+    }
+    obj->flags = hdr.flags;
+    obj->swr = ext.swr;
+    obj->sie = ext.sie;
     obj->status = hdr.status;
     obj->request_time = hdr.request_time;
     obj->response_time = hdr.response_time;

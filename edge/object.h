@@ -14,10 +14,21 @@
 #include "h2o.h"
 
 #define EDGE_OBJECT_MAGIC 0x4d474445u /* "EDGM" */
-#define EDGE_OBJECT_VERSION 1
+#define EDGE_OBJECT_VERSION 2 /* 2 added flags, swr and sie; version 1 records still decode */
+
+/* What of the response's (targeted) Cache-Control a hit needs, kept so hits never re-parse it. */
+#define EDGE_OBJECT_NO_CACHE 0x1         /* no-cache: validate before every use */
+#define EDGE_OBJECT_MUST_REVALIDATE 0x2  /* must-revalidate: never served stale */
+#define EDGE_OBJECT_PROXY_REVALIDATE 0x4 /* proxy-revalidate, or s-maxage (RFC 9111 §5.2.2.10) */
+#define EDGE_OBJECT_HAS_SWR 0x8          /* an explicit stale-while-revalidate (value in swr) */
+#define EDGE_OBJECT_HAS_SIE 0x10         /* an explicit stale-if-error (value in sie) */
+#define EDGE_OBJECT_HAS_SMAXAGE 0x20
+#define EDGE_OBJECT_VARY_MARKER 0x100    /* not a response: the Vary of the URL's variants (no body) */
 
 typedef struct st_edge_object_t {
     int status;
+    uint32_t flags;        /* EDGE_OBJECT_* */
+    int64_t swr, sie;      /* stale-while-revalidate / stale-if-error seconds (with the HAS_ flags) */
     int64_t request_time;  /* edge clock (s) when the fill's request was sent */
     int64_t response_time; /* edge clock (s) when its head arrived */
     int64_t initial_age;   /* corrected initial age at response_time (RFC 9111 §4.2.3) */

@@ -34,6 +34,9 @@ Common query parameters:
   chunked=1       send the body chunked instead of with Content-Length
   delay_ms=N      wait before sending the head
   ct=TYPE         Content-Type (default text/plain)
+  cond=1          answer a matching If-None-Match (the etag parameter, weak comparison) or an If-Modified-Since
+                  not older than the Last-Modified given with hdr= with 304 (the revalidation tests)
+  then_status=N   every request for the target after the first gets status N (stale-if-error tests)
 
 HEAD is answered with the GET head (Content-Length included) and no body. 204 and 304 never have a body.
 
@@ -148,8 +151,8 @@ class _Handler(socketserver.BaseRequestHandler):
         try:
             while not self.origin._stop.is_set():
                 req = self.read_request()
-                if req is None:
-                    return
+                if req is None or self.origin._stop.is_set():
+                    return  # a stopped origin answers nothing, even on a connection kept alive
                 if not self.respond(req):
                     return
         except (_PeerClosed, ConnectionError, OSError):
@@ -246,6 +249,10 @@ class _Handler(socketserver.BaseRequestHandler):
             return False
 
         status = int(q.get("status", "200"))
+        if "then_status" in q and req.n > 1:
+            status = int(q["then_status"])
+        if q.get("cond") == "1" and status == 200 and _not_modified_check(req, q):
+            status = 304
         headers = [("Date", formatdate(usegmt=True)), ("Server", "test-origin"), ("X-Origin-N", str(req.n)),
                    ("Content-Type", q.get("ct", "text/plain"))]
         if "cc" in q:
@@ -365,6 +372,32 @@ class _Handler(socketserver.BaseRequestHandler):
             if not is_head:
                 self.send(body)
         return keep_alive
+
+
+def _opaque(etag):
+    etag = etag.strip()
+    return etag[2:] if etag.startswith("W/") else etag
+
+
+def _not_modified_check(req, q):
+    inm = req.header("if-none-match")
+    if inm is not None:
+        tags = [_opaque(t) for t in inm.split(",")]
+        return "etag" in q and (_opaque(q["etag"]) in tags or "*" in tags)
+    ims = req.header("if-modified-since")
+    if ims is not None:
+        lm = None
+        for h in req.query.get("hdr", []):
+            name, _, value = h.partition(":")
+            if name.strip().lower() == "last-modified":
+                lm = value.strip()
+        if lm is not None:
+            from email.utils import parsedate_to_datetime
+            try:
+                return parsedate_to_datetime(lm) <= parsedate_to_datetime(ims)
+            except (TypeError, ValueError):
+                return False
+    return False
 
 
 class _Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
