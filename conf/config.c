@@ -43,6 +43,8 @@ const char conf_embedded_default[] = "# cdn-edge embedded default configuration\
 #define MIN_CACHE_MAX_SIZE (1024ull * 1024)
 #define MAX_WORKERS 256
 #define MAX_CLIENT_CONNECTIONS 1000000
+#define MAX_PURGE_BODY (64ull * 1024 * 1024)
+#define MAX_PURGE_ITEMS 100000
 #define MAX_ORIGIN_CONNECTIONS 65535
 #define KEY_MAX 128
 
@@ -789,6 +791,65 @@ static int load_access_log(struct st_loader_t *ld, yaml_node_t *node)
     return 0;
 }
 
+static int load_purge(struct st_loader_t *ld, yaml_node_t *node)
+{
+    static const char *const known[] = {"redis",          "stream",           "max_body", "max_items",
+                                        "stream_max_len", "catchup_timeout", "timeout",  NULL};
+    conf_purge_t *purge = &ld->conf->purge;
+    yaml_node_t *v;
+    const char *s, *reason;
+
+    if (expect_mapping(ld, node, "purge") != 0 || check_keys(ld, node, "purge", known) != 0)
+        return -1;
+    if ((v = lookup(ld, node, "redis", NULL)) != NULL) {
+        char *host, *user, *password;
+        uint16_t port;
+        unsigned db;
+        if (get_scalar(ld, v, "purge.redis", &s) != 0)
+            return -1;
+        purge->redis_line = node_line(v);
+        if (conf_parse_redis_url(s, &host, &port, &user, &password, &db, &reason) != 0)
+            return fail(ld, purge->redis_line, "purge.redis", "%s", reason);
+        replace_str(&purge->redis, xstrdup(s));
+        replace_str(&purge->redis_host, host);
+        replace_str(&purge->redis_user, user);
+        replace_str(&purge->redis_password, password);
+        purge->redis_port = port;
+        purge->redis_db = db;
+    }
+    if ((v = lookup(ld, node, "stream", NULL)) != NULL) {
+        if (get_scalar(ld, v, "purge.stream", &s) != 0)
+            return -1;
+        for (const char *p = s; *p != '\0'; ++p)
+            if ((unsigned char)*p <= 0x20 || *p == 0x7f)
+                return fail(ld, node_line(v), "purge.stream", "must not contain spaces or control characters");
+        replace_str(&purge->stream, xstrdup(s));
+    }
+    if ((v = lookup(ld, node, "max_body", NULL)) != NULL) {
+        if (get_size(ld, v, "purge.max_body", &purge->max_body_bytes) != 0)
+            return -1;
+        if (purge->max_body_bytes < 64 || purge->max_body_bytes > MAX_PURGE_BODY)
+            return fail(ld, node_line(v), "purge.max_body", "must be between 64B and 64MiB");
+        if (purge->max_body_bytes > ld->conf->limits.request_body_bytes)
+            return fail(ld, node_line(v), "purge.max_body", "must not exceed limits.request_body");
+    }
+    if ((v = lookup(ld, node, "max_items", NULL)) != NULL &&
+        get_uint(ld, v, "purge.max_items", 1, MAX_PURGE_ITEMS, &purge->max_items) != 0)
+        return -1;
+    if ((v = lookup(ld, node, "stream_max_len", NULL)) != NULL) {
+        unsigned n;
+        if (get_uint(ld, v, "purge.stream_max_len", 0, UINT32_MAX, &n) != 0)
+            return -1;
+        purge->stream_max_len = n;
+    }
+    if ((v = lookup(ld, node, "catchup_timeout", NULL)) != NULL &&
+        get_timeout(ld, v, "purge.catchup_timeout", &purge->catchup_timeout_ms) != 0)
+        return -1;
+    if ((v = lookup(ld, node, "timeout", NULL)) != NULL && get_timeout(ld, v, "purge.timeout", &purge->timeout_ms) != 0)
+        return -1;
+    return 0;
+}
+
 static void set_defaults(conf_t *conf)
 {
     const char *reason;
@@ -810,12 +871,18 @@ static void set_defaults(conf_t *conf)
     conf->drain_timeout_ms = CONF_DEFAULT_DRAIN_TIMEOUT_MS;
     conf->write_timeout_ms = CONF_DEFAULT_WRITE_TIMEOUT_MS;
     conf->access_log = strcmp(CONF_DEFAULT_ACCESS_LOG, "off") == 0 ? NULL : xstrdup(CONF_DEFAULT_ACCESS_LOG);
+    conf->purge.stream = xstrdup(CONF_DEFAULT_PURGE_STREAM);
+    conf->purge.max_body_bytes = CONF_DEFAULT_PURGE_MAX_BODY;
+    conf->purge.max_items = CONF_DEFAULT_PURGE_MAX_ITEMS;
+    conf->purge.stream_max_len = CONF_DEFAULT_PURGE_STREAM_MAX_LEN;
+    conf->purge.catchup_timeout_ms = CONF_DEFAULT_PURGE_CATCHUP_TIMEOUT_MS;
+    conf->purge.timeout_ms = CONF_DEFAULT_PURGE_TIMEOUT_MS;
 }
 
 static int load_root(struct st_loader_t *ld, yaml_node_t *root)
 {
-    static const char *const known[] = {"listen", "admin",         "workers",       "cache",      "limits",
-                                        "origin", "drain_timeout", "write_timeout", "access_log", NULL};
+    static const char *const known[] = {"listen",        "admin",         "workers",    "cache", "limits", "origin",
+                                        "drain_timeout", "write_timeout", "access_log", "purge", NULL};
     conf_t *conf = ld->conf;
     yaml_node_t *v, *k;
     unsigned root_line = root != NULL ? node_line(root) : 1;
@@ -848,6 +915,9 @@ static int load_root(struct st_loader_t *ld, yaml_node_t *root)
     if ((v = lookup(ld, root, "write_timeout", NULL)) != NULL && get_timeout(ld, v, "write_timeout", &conf->write_timeout_ms) != 0)
         return -1;
     if ((v = lookup(ld, root, "access_log", NULL)) != NULL && load_access_log(ld, v) != 0)
+        return -1;
+    /* after limits: purge.max_body is checked against limits.request_body */
+    if ((v = lookup(ld, root, "purge", NULL)) != NULL && load_purge(ld, v) != 0)
         return -1;
     return 0;
 }
@@ -986,6 +1056,11 @@ void conf_dispose(conf_t *conf)
     free(conf->origin.directory);
     free(conf->origin.cache_control);
     free(conf->access_log);
+    free(conf->purge.redis);
+    free(conf->purge.redis_host);
+    free(conf->purge.redis_user);
+    free(conf->purge.redis_password);
+    free(conf->purge.stream);
     free(conf->file);
     free(conf->base_dir);
     memset(conf, 0, sizeof(*conf));
@@ -1071,4 +1146,80 @@ int conf_parse_address(const char *s, char **host, uint16_t *port, const char **
     }
     *host = h;
     return 0;
+}
+
+int conf_parse_redis_url(const char *s, char **host, uint16_t *port, char **user, char **password, unsigned *db,
+                         const char **reason)
+{
+    const char *auth_end, *hostport, *slash, *hs, *he, *port_str;
+    char *hp = NULL, *h = NULL, *u = NULL, *pw = NULL;
+    int bracketed, has_port;
+    uint16_t p = CONF_DEFAULT_REDIS_PORT;
+    uint64_t d = 0;
+
+    if (s == NULL || strncmp(s, "redis://", 8) != 0) {
+        *reason = "expected redis://[[user]:password@]host[:port][/db]";
+        return -1;
+    }
+    s += 8;
+    for (const char *c = s; *c != '\0'; ++c) {
+        if ((unsigned char)*c <= 0x20 || *c == 0x7f) {
+            *reason = "spaces and control characters are not allowed";
+            return -1;
+        }
+    }
+    /* userinfo: up to the last '@' (a password may hold '@'; a host never does) */
+    if ((auth_end = strrchr(s, '@')) != NULL) {
+        const char *colon = memchr(s, ':', auth_end - s);
+        if (colon == NULL) {
+            *reason = "expected user:password@ or :password@ before the host";
+            return -1;
+        }
+        if (colon + 1 == auth_end) {
+            *reason = "empty password";
+            return -1;
+        }
+        if (colon != s)
+            u = xstrndup(s, colon - s);
+        pw = xstrndup(colon + 1, auth_end - colon - 1);
+        hostport = auth_end + 1;
+    } else {
+        hostport = s;
+    }
+    if ((slash = strchr(hostport, '/')) != NULL) {
+        int n = parse_digits(slash + 1, &d);
+        if (slash[1] != '\0' && (n <= 0 || slash[1 + n] != '\0' || d > 65535)) {
+            *reason = "invalid database number (expected /0../65535)";
+            goto Error;
+        }
+    }
+    hp = slash != NULL ? xstrndup(hostport, slash - hostport) : xstrdup(hostport);
+    if (strpbrk(hp, "?#") != NULL) {
+        *reason = "a query or fragment is not allowed";
+        goto Error;
+    }
+    if (split_host_port(hp, &hs, &he, &bracketed, &port_str, &has_port, reason) != 0)
+        goto Error;
+    if (!bracketed && memchr(hs, ':', he - hs) != NULL) {
+        *reason = "an IPv6 address must be in brackets, as in [::1]:6379";
+        goto Error;
+    }
+    if (parse_host(hs, he, bracketed, 0, &h, reason) != 0)
+        goto Error;
+    if (has_port && *port_str != '\0' && parse_port(port_str, 1, &p, reason) != 0)
+        goto Error;
+    free(hp);
+    *host = h;
+    *port = p;
+    *user = u;
+    *password = pw;
+    *db = (unsigned)d;
+    return 0;
+
+Error:
+    free(hp);
+    free(h);
+    free(u);
+    free(pw);
+    return -1;
 }

@@ -40,6 +40,13 @@
 #define CONF_DEFAULT_DRAIN_TIMEOUT_MS 5000
 #define CONF_DEFAULT_WRITE_TIMEOUT_MS 30000
 #define CONF_DEFAULT_ACCESS_LOG "-" /* "-": standard output; "off": none */
+#define CONF_DEFAULT_PURGE_MAX_BODY (1024ull * 1024)       /* POST /purge bodies over this get 413 */
+#define CONF_DEFAULT_PURGE_MAX_ITEMS 1000                  /* per list, and all lists together */
+#define CONF_DEFAULT_PURGE_STREAM "cdn-purge"              /* the Redis stream key */
+#define CONF_DEFAULT_PURGE_STREAM_MAX_LEN 1000000          /* XADD MAXLEN ~ */
+#define CONF_DEFAULT_PURGE_CATCHUP_TIMEOUT_MS 10000        /* start-up: wait this long to replay missed purges */
+#define CONF_DEFAULT_PURGE_TIMEOUT_MS 10000                /* POST /purge with Redis: wait this long for the apply */
+#define CONF_DEFAULT_REDIS_PORT 6379
 
 /* Path names the default config uses for the self-signed certificate made on first run. */
 #define CONF_DEFAULT_SELF_SIGNED_CERT "var/tls/cert.pem"
@@ -104,6 +111,23 @@ typedef struct st_conf_origin_t {
     unsigned max_connections;      /* to this origin, whole process */
 } conf_origin_t;
 
+/* `purge:` the purge API's limits and its propagation over a Redis stream. */
+typedef struct st_conf_purge_t {
+    char *redis;          /* `redis://[[user]:password@]host[:port][/db]` as written; NULL: the node purges alone */
+    char *redis_host;     /* host name or address literal, without brackets */
+    uint16_t redis_port;  /* explicit, or CONF_DEFAULT_REDIS_PORT */
+    char *redis_user;     /* NULL when none (AUTH with the password alone) */
+    char *redis_password; /* NULL when none */
+    unsigned redis_db;    /* the path's number (SELECT); 0 when none */
+    unsigned redis_line;
+    char *stream;                /* the stream key */
+    uint64_t max_body_bytes;     /* POST /purge bodies over this get 413 */
+    unsigned max_items;          /* items per list and in all lists together; more gets 400 */
+    uint64_t stream_max_len;     /* XADD MAXLEN ~ this; 0: never trimmed */
+    uint64_t catchup_timeout_ms; /* start-up waits at most this long for the replay of missed purges */
+    uint64_t timeout_ms;         /* POST /purge with Redis: 504 when not applied locally within this */
+} conf_purge_t;
+
 typedef struct st_conf_t {
     char *file;      /* the file name used in error messages; "<embedded>" for the default */
     char *base_dir;  /* directory relative paths were resolved against */
@@ -117,6 +141,7 @@ typedef struct st_conf_t {
     uint64_t drain_timeout_ms; /* SIGTERM: how long in-flight requests may finish */
     uint64_t write_timeout_ms; /* a response whose client takes no bytes this long is ended */
     char *access_log;          /* path, "-" for standard output, or NULL for none ("off") */
+    conf_purge_t purge;
 } conf_t;
 
 /**
@@ -159,5 +184,14 @@ int conf_parse_duration_ms(const char *s, uint64_t *ms);
  * @return 0, or -1 with *reason set to a static string
  */
 int conf_parse_address(const char *s, char **host, uint16_t *port, const char **reason);
+
+/**
+ * Parses a Redis URL: `redis://[[user]:password@]host[:port][/db]` (host as in conf_parse_address, IPv6 in brackets;
+ * user and password taken as written, no percent-decoding; db a decimal number up to 65535).
+ * @param[out] host, user, password  malloc'ed (user and password NULL when absent); untouched on failure
+ * @return 0, or -1 with *reason set to a static string
+ */
+int conf_parse_redis_url(const char *s, char **host, uint16_t *port, char **user, char **password, unsigned *db,
+                         const char **reason);
 
 #endif

@@ -1,5 +1,5 @@
 /*
- * edge/admin.c: the admin listener's endpoints: GET /healthz and GET /metrics.
+ * edge/admin.c: the admin listener's endpoints: GET /healthz, GET /metrics and POST /purge (edge/purge_api.c).
  *
  * The admin host is reachable only through the admin listener's accept context (its hosts array
  * holds only this host), so none of this is exposed on client listeners.
@@ -9,6 +9,7 @@
 #include "h2o.h"
 #include "edge/edge.h"
 #include "edge/metrics.h"
+#include "edge/purge_api.h"
 
 struct st_admin_handler_t {
     h2o_handler_t super;
@@ -34,10 +35,12 @@ static int serve_healthz(struct st_admin_handler_t *self, h2o_req_t *req)
     req->res.reason = req->res.status == 200 ? "OK" : "Service Unavailable";
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("text/plain"));
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
-    if (req->res.status == 200)
-        h2o_send_inline(req, H2O_STRLIT("ok\n"));
-    else
-        h2o_send_inline(req, H2O_STRLIT("store not open\n"));
+    /* the node serves while the purge stream is down (it keeps retrying): healthz says so, and stays 200 */
+    int stream = edge_purge_api_stream_state();
+    const char *body = req->res.status == 200 ? "ok\n" : "store not open\n";
+    const char *purge = stream < 0 ? "" : stream ? "purge stream: up\n" : "purge stream: down\n";
+    h2o_iovec_t out = h2o_concat(&req->pool, h2o_iovec_init(body, strlen(body)), h2o_iovec_init(purge, strlen(purge)));
+    h2o_send_inline(req, out.base, out.len);
     return 0;
 }
 
@@ -45,7 +48,8 @@ static int serve_metrics(struct st_admin_handler_t *self, h2o_req_t *req)
 {
     if (!only_get(req))
         return 0;
-    h2o_iovec_t body = edge_metrics_render(&req->pool, self->rt->store, self->rt->origin);
+    h2o_iovec_t body = h2o_concat(&req->pool, edge_metrics_render(&req->pool, self->rt->store, self->rt->origin),
+                                  edge_purge_api_render_metrics(&req->pool));
     req->res.status = 200;
     req->res.reason = "OK";
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
@@ -78,4 +82,5 @@ void edge_admin_register(h2o_hostconf_t *hostconf, edge_runtime_t *rt)
 {
     add_endpoint(hostconf, "/healthz", rt, serve_healthz);
     add_endpoint(hostconf, "/metrics", rt, serve_metrics);
+    edge_purge_api_register(hostconf, rt);
 }

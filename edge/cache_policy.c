@@ -289,6 +289,56 @@ void edge_cc_parse(edge_cc_t *cc, const char *value, size_t len)
     }
 }
 
+/*
+ * strptime accepts runs of spaces and one-digit fields that no HTTP-date has: check the exact shape of
+ * one of the three forms first (RFC 9110 §5.6.7), character class by character class.
+ *   IMF-fixdate  "Sun, 06 Nov 1994 08:49:37 GMT"
+ *   rfc850-date  "Sunday, 06-Nov-94 08:49:37 GMT" (weekday of any length)
+ *   asctime-date "Sun Nov  6 08:49:37 1994"
+ * In a pattern, 'a' is a letter, '9' a digit, '_' a space or a digit, anything else itself.
+ */
+static int shape_match(const char *s, size_t len, const char *pattern)
+{
+    size_t n = strlen(pattern);
+    if (len != n)
+        return 0;
+    for (size_t i = 0; i != n; ++i) {
+        char c = s[i];
+        switch (pattern[i]) {
+        case 'a':
+            if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')))
+                return 0;
+            break;
+        case '9':
+            if (!(c >= '0' && c <= '9'))
+                return 0;
+            break;
+        case '_':
+            if (!(c == ' ' || (c >= '0' && c <= '9')))
+                return 0;
+            break;
+        default:
+            if (c != pattern[i])
+                return 0;
+        }
+    }
+    return 1;
+}
+
+static int http_date_shape_ok(const char *s, size_t len)
+{
+    if (shape_match(s, len, "aaa, 99 aaa 9999 99:99:99 GMT") || shape_match(s, len, "aaa aaa _9 99:99:99 9999"))
+        return 1;
+    /* rfc850: a weekday name of 6 to 9 letters, then ", 99-aaa-99 99:99:99 GMT" */
+    const char *comma = memchr(s, ',', len);
+    if (comma == NULL || comma - s < 6 || comma - s > 9)
+        return 0;
+    for (const char *p = s; p != comma; ++p)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')))
+            return 0;
+    return shape_match(comma, len - (size_t)(comma - s), ", 99-aaa-99 99:99:99 GMT");
+}
+
 int edge_http_date_parse_at(const char *s, size_t len, int64_t now, int64_t *t)
 {
     /* RFC 9110 §5.6.7: HTTP-date = IMF-fixdate / obs-date (rfc850-date / asctime-date). strptime matches
@@ -299,7 +349,7 @@ int edge_http_date_parse_at(const char *s, size_t len, int64_t now, int64_t *t)
         "%a %b %e %H:%M:%S %Y",      /* asctime-date: Sun Nov  6 08:49:37 1994 */
     };
     char buf[64];
-    if (len == 0 || len >= sizeof(buf) || memchr(s, '\0', len) != NULL)
+    if (len == 0 || len >= sizeof(buf) || memchr(s, '\0', len) != NULL || !http_date_shape_ok(s, len))
         return -1;
     memcpy(buf, s, len);
     buf[len] = '\0';
@@ -421,16 +471,20 @@ void edge_response_facts_from_headers(edge_response_facts_t *f, int status, cons
                 f->date = x;
             }
         } else if (name_is(n, nl, "expires")) {
-            /* RFC 9111 §5.3: an invalid date, especially "0", means already expired */
-            if (!seen_expires++) {
-                f->has_expires = 1;
-                f->expires = edge_http_date_parse(v.base, v.len, &x) == 0 ? x : 0;
-            }
+            /* RFC 9111 §5.3: an invalid date, especially "0", means already expired; so do several Expires
+             * lines, which cannot be one valid HTTP-date */
+            f->has_expires = 1;
+            f->expires = !seen_expires++ && edge_http_date_parse(v.base, v.len, &x) == 0 ? x : 0;
         } else if (name_is(n, nl, "age")) {
-            /* RFC 9111 §5.1: delta-seconds; anything else is ignored */
-            if (!seen_age++ && parse_delta_seconds(v.base, v.len, &x) == 0) {
-                f->has_age = 1;
-                f->age = x;
+            /* RFC 9111 §5.1: delta-seconds; a list ("7200, 0") counts by its first member, and only the first
+             * line counts; anything else is ignored */
+            if (!seen_age++) {
+                const char *comma = memchr(v.base, ',', v.len);
+                h2o_iovec_t first = trim_ows(v.base, comma != NULL ? (size_t)(comma - v.base) : v.len);
+                if (parse_delta_seconds(first.base, first.len, &x) == 0) {
+                    f->has_age = 1;
+                    f->age = x;
+                }
             }
         } else if (name_is(n, nl, "last-modified")) {
             if (!seen_last_modified++ && edge_http_date_parse(v.base, v.len, &x) == 0) {
@@ -469,21 +523,14 @@ void edge_response_facts_from_headers(edge_response_facts_t *f, int status, cons
 
 edge_verdict_t edge_policy_storable(const edge_response_facts_t *f, int request_has_authorization, uint64_t max_object_size)
 {
-    /* RFC 9111 §3 "the response status code is final" and understood; this first step stores only statuses that
-     * are heuristically cacheable (RFC 9110 §15.1) minus 206 (ranges), 405, 414 and 501. */
-    switch (f->status) {
-    case 200:
-    case 203:
-    case 204:
-    case 300:
-    case 301:
-    case 308:
-    case 404:
-    case 410:
-        break;
-    default:
+    /* RFC 9111 §3: the status must be final and understood; 206 is a part of a response and 304 no response
+     * to store at all. Any other final status is stored with explicit freshness (or public); without it only
+     * the heuristically cacheable ones can be (RFC 9110 §15.1), through heuristic freshness. */
+    if (f->status < 200 || f->status > 599 || f->status == 206 || f->status == 304)
         return EDGE_VERDICT_STATUS;
-    }
+    if (!edge_status_heuristically_cacheable(f->status) && !f->cc.has_s_maxage && !f->cc.has_max_age &&
+        !f->has_expires && !f->cc.public_)
+        return EDGE_VERDICT_STATUS;
     /* RFC 9111 §3 and §5.2.2.5; with must-understand a cache that understands the status code SHOULD ignore
      * no-store (RFC 9111 §5.2.2.3), and the status check above is that understanding. */
     if (f->cc.no_store && !f->cc.must_understand)
@@ -675,4 +722,165 @@ int edge_stale_while_revalidate_ok(const edge_cc_t *res, int64_t staleness, int6
 int edge_stale_if_error_ok(const edge_cc_t *res, int64_t staleness, int64_t default_grace_sec)
 {
     return stale_ok(res, staleness, res->has_sie, res->stale_if_error, default_grace_sec);
+}
+
+/* --- RFC 8941 Dictionary syntax, as far as a targeted cache-control field needs it --- */
+
+static int sf_lcalpha(char c)
+{
+    return c >= 'a' && c <= 'z';
+}
+
+static int sf_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static int sf_tchar(char c)
+{
+    return sf_lcalpha(c) || (c >= 'A' && c <= 'Z') || sf_digit(c) || (c != '\0' && strchr("!#$%&'*+-.^_`|~:/", c) != NULL);
+}
+
+/* key = ( lcalpha / "*" ) *( lcalpha / DIGIT / "_" / "-" / "." / "*" ) */
+static const char *sf_key(const char *p, const char *end)
+{
+    if (p == end || !(sf_lcalpha(*p) || *p == '*'))
+        return NULL;
+    for (++p; p != end && (sf_lcalpha(*p) || sf_digit(*p) || *p == '_' || *p == '-' || *p == '.' || *p == '*'); ++p)
+        ;
+    return p;
+}
+
+/* bare-item; *is_integer tells an Integer (needed for the freshness directives) */
+static const char *sf_bare_item(const char *p, const char *end, int *is_integer)
+{
+    *is_integer = 0;
+    if (p == end)
+        return NULL;
+    if (*p == '-' || sf_digit(*p)) { /* Integer or Decimal */
+        const char *start = p;
+        if (*p == '-')
+            ++p;
+        const char *digits = p;
+        while (p != end && sf_digit(*p))
+            ++p;
+        if (p == digits || p - digits > 15)
+            return NULL;
+        if (p != end && *p == '.') {
+            const char *frac = ++p;
+            while (p != end && sf_digit(*p))
+                ++p;
+            if (p == frac || p - frac > 3 || frac - 1 - digits > 12)
+                return NULL;
+            return p;
+        }
+        *is_integer = *start != '-';
+        return p;
+    }
+    if (*p == '"') { /* String */
+        for (++p; p != end; ++p) {
+            if (*p == '\\') {
+                if (++p == end || (*p != '"' && *p != '\\'))
+                    return NULL;
+            } else if (*p == '"') {
+                return p + 1;
+            } else if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e) {
+                return NULL;
+            }
+        }
+        return NULL;
+    }
+    if (*p == ':') { /* Byte Sequence */
+        for (++p; p != end && *p != ':'; ++p)
+            if (!(sf_lcalpha(*p) || (*p >= 'A' && *p <= 'Z') || sf_digit(*p) || *p == '+' || *p == '/' || *p == '='))
+                return NULL;
+        return p == end ? NULL : p + 1;
+    }
+    if (*p == '?') { /* Boolean */
+        if (end - p < 2 || (p[1] != '0' && p[1] != '1'))
+            return NULL;
+        return p + 2;
+    }
+    if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || *p == '*') { /* Token */
+        for (++p; p != end && sf_tchar(*p); ++p)
+            ;
+        return p;
+    }
+    return NULL;
+}
+
+static const char *sf_params(const char *p, const char *end)
+{
+    while (p != end && *p == ';') {
+        ++p;
+        while (p != end && *p == ' ')
+            ++p;
+        if ((p = sf_key(p, end)) == NULL)
+            return NULL;
+        if (p != end && *p == '=') {
+            int is_int;
+            if ((p = sf_bare_item(p + 1, end, &is_int)) == NULL)
+                return NULL;
+        }
+    }
+    return p;
+}
+
+int edge_targeted_cc_valid(const char *value, size_t len)
+{
+    const char *p = value, *end = value + len;
+    while (p != end && (*p == ' ' || *p == '\t'))
+        ++p;
+    while (end != p && (end[-1] == ' ' || end[-1] == '\t'))
+        --end;
+    if (p == end)
+        return 1; /* an empty Dictionary */
+    for (;;) {
+        const char *key = p;
+        if ((p = sf_key(p, end)) == NULL)
+            return 0;
+        size_t key_len = (size_t)(p - key);
+        int is_int = 0, has_value = 0;
+        if (p != end && *p == '=') {
+            has_value = 1;
+            if (p + 1 != end && p[1] == '(') { /* Inner List */
+                p += 2;
+                for (;;) {
+                    while (p != end && *p == ' ')
+                        ++p;
+                    if (p == end)
+                        return 0;
+                    if (*p == ')') {
+                        ++p;
+                        break;
+                    }
+                    int unused;
+                    if ((p = sf_bare_item(p, end, &unused)) == NULL || (p = sf_params(p, end)) == NULL)
+                        return 0;
+                    if (p != end && *p != ' ' && *p != ')')
+                        return 0;
+                }
+            } else if ((p = sf_bare_item(p + 1, end, &is_int)) == NULL) {
+                return 0;
+            }
+        }
+        if ((p = sf_params(p, end)) == NULL)
+            return 0;
+        /* the freshness directives must be Integers (RFC 9213 §2.1, RFC 9111 §5.2 as SF) */
+        static const char *const int_keys[] = {"max-age", "s-maxage", "stale-while-revalidate", "stale-if-error"};
+        for (size_t i = 0; i != sizeof(int_keys) / sizeof(int_keys[0]); ++i)
+            if (key_len == strlen(int_keys[i]) && memcmp(key, int_keys[i], key_len) == 0 && !(has_value && is_int))
+                return 0;
+        while (p != end && (*p == ' ' || *p == '\t'))
+            ++p;
+        if (p == end)
+            return 1;
+        if (*p != ',')
+            return 0;
+        ++p;
+        while (p != end && (*p == ' ' || *p == '\t'))
+            ++p;
+        if (p == end)
+            return 0; /* a trailing comma */
+    }
 }

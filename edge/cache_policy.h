@@ -222,4 +222,12 @@ int edge_stale_while_revalidate_ok(const edge_cc_t *res, int64_t staleness, int6
  */
 int edge_stale_if_error_ok(const edge_cc_t *res, int64_t staleness, int64_t default_grace_sec);
 
+/**
+ * RFC 9213 §2.1: a targeted field (CDN-Cache-Control) is a structured-field Dictionary (RFC 8941 §3.2); a value
+ * that does not parse as one, or whose freshness directives (max-age, s-maxage, stale-while-revalidate,
+ * stale-if-error) are not Integers, makes the cache ignore the field. This checks one field line.
+ * @return 1 when valid, 0 when the field must be ignored
+ */
+int edge_targeted_cc_valid(const char *value, size_t len);
+
 #endif

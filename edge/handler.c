@@ -38,6 +38,7 @@
 #include "edge/cache_policy.h"
 #include "edge/conditional.h"
 #include "edge/range.h"
+#include "purge/tags.h"
 #include "edge/edge.h"
 #include "edge/metrics.h"
 #include "edge/object.h"
@@ -175,6 +176,9 @@ struct st_fill_t {
     uint64_t stale_started_id; /* a fill id taken when the revalidation started (purges during it count) */
     int revalidated;           /* the origin answered 304: the stored record is being freshened */
     uint32_t obj_flags;        /* EDGE_OBJECT_* of the response being stored */
+    const char **tags;         /* its purge tags (Surrogate-Key, Cache-Tag, ...) */
+    size_t *tag_lens;
+    size_t num_tags;
     int64_t swr, sie;
     unsigned pending_invalidations; /* the response head waits for these store ops */
     origin_fetch_t *fetch; /* NULL once the origin side ended */
@@ -713,13 +717,16 @@ static size_t targeted_cache_headers(h2o_mem_pool_t *pool, h2o_header_t *headers
 {
     static const h2o_iovec_t targets[] = {{H2O_STRLIT("cdn-cache-control")}, {H2O_STRLIT("surrogate-control")}};
     for (size_t t = 0; t != sizeof(targets) / sizeof(targets[0]); ++t) {
-        size_t found = 0;
+        size_t found = 0, invalid = 0;
         for (size_t i = 0; i != num; ++i)
             if (!h2o_iovec_is_token(headers[i].name) &&
-                h2o_memis(headers[i].name->base, headers[i].name->len, targets[t].base, targets[t].len) &&
-                headers[i].value.len != 0)
+                h2o_memis(headers[i].name->base, headers[i].name->len, targets[t].base, targets[t].len)) {
                 ++found;
-        if (found == 0)
+                /* RFC 9213 §2.1: a value that is not a valid Dictionary makes the cache ignore the field */
+                if (!edge_targeted_cc_valid(headers[i].value.base, headers[i].value.len))
+                    ++invalid;
+            }
+        if (found == 0 || invalid != 0)
             continue;
         h2o_header_t *copy = h2o_mem_alloc_pool(pool, sizeof(*copy) * num);
         size_t n = 0;
@@ -800,6 +807,30 @@ static void invalidate_after_unsafe(struct st_fill_t *fill, h2o_req_t *req)
     }
 }
 
+/* The purge tags of a response being stored: Surrogate-Key, Cache-Tag and X-Next-Cache-Tags (bounded). */
+static void collect_tags(struct st_fill_t *fill)
+{
+    static const char *const extra[] = PURGE_TAGS_DEFAULT_EXTRA_HEADERS;
+    purge_tags_t tags = {NULL, 0, 0};
+    for (size_t i = 0; i != fill->num_headers; ++i) {
+        const h2o_header_t *h = fill->headers + i;
+        purge_tags_sep_t sep = purge_tags_header_kind(h->name->base, h->name->len, extra);
+        if (sep != PURGE_TAGS_NOT_A_TAG_HEADER)
+            purge_tags_add_header(&tags, h->value.base, h->value.len, sep, EDGE_STORE_MAX_TAGS, EDGE_STORE_MAX_TAG_LEN);
+    }
+    if (tags.count != 0) {
+        fill->tags = h2o_mem_alloc_pool(&fill->pool, sizeof(*fill->tags) * tags.count);
+        fill->tag_lens = h2o_mem_alloc_pool(&fill->pool, sizeof(*fill->tag_lens) * tags.count);
+        for (size_t i = 0; i != tags.count; ++i) {
+            size_t len = strlen(tags.items[i]);
+            fill->tags[i] = h2o_strdup(&fill->pool, tags.items[i], len).base;
+            fill->tag_lens[i] = len;
+        }
+        fill->num_tags = tags.count;
+    }
+    purge_tags_free(&tags);
+}
+
 /* --- stale objects: revalidation and serving stale --- */
 
 static h2o_header_t *dup_headers(h2o_mem_pool_t *pool, const h2o_header_t *src, size_t num)
@@ -861,12 +892,32 @@ static int stale_if_error_allowed(const struct st_stale_t *st)
     return edge_stale_if_error_ok(&cc, staleness_of(st->soft, age, st->lifetime), EDGE_DEFAULT_STALE_GRACE_SEC);
 }
 
+static void serve_after_commit(h2o_req_t *req, h2o_iovec_t key, const uint8_t *hash, h2o_iovec_t path, int only_if_cached);
+
 /* Turns a client of the fill into a client of the stored (stale or freshened) object, and answers it. */
-static void reader_serve_stored(struct st_reader_t *reader, const struct st_stale_t *st, const h2o_header_t *headers,
-                                size_t num_headers, int64_t age, const char *cache_status)
+static void reader_serve_stored(struct st_reader_t *reader, const struct st_stale_t *st, const uint8_t *hash,
+                                const h2o_header_t *headers, size_t num_headers, int64_t age, const char *cache_status)
 {
     h2o_req_t *req = reader->req;
+    edge_store_t *store = edge_this_thread->rt->store;
+    edge_store_txn_t *txn;
+    edge_store_object_t so;
+
     reader_detach(reader);
+    /* the stale object may have been replaced or purged since it was looked up: serve it only if it is still
+     * there, and pin it (this read transaction) for as long as its body is sent */
+    if (edge_store_read_begin(store, &txn) != 0) {
+        reader->finished = 1;
+        send_error(req, 503, "cdn-edge; fwd=stale; detail=store-busy", "the cache is busy, try again");
+        return;
+    }
+    if (edge_store_get(txn, hash, &so) != 0 || so.fill_id != st->fill_id) {
+        edge_store_read_end(txn);
+        reader->finished = 1;
+        serve_after_commit(req, reader->key, hash, reader->path, 0);
+        return;
+    }
+    reader->txn = txn;
     reader->fill_id = st->fill_id;
     reader->body_size = st->body_size;
     reader->num_chunks = st->num_chunks;
@@ -881,7 +932,8 @@ static void serve_stale_on_error(struct st_fill_t *fill, int fwd_status)
     struct st_stale_t *st = &fill->stale;
     int64_t age = edge_current_age(st->initial_age, st->response_time, now_sec());
     char cs[96];
-    snprintf(cs, sizeof(cs), "cdn-edge; hit; ttl=%" PRId64 "; detail=stale-if-error", st->lifetime - age);
+    snprintf(cs, sizeof(cs), "cdn-edge; hit; ttl=%" PRId64 "; detail=stale-if-error",
+             -staleness_of(st->soft, age, st->lifetime));
     (void)fwd_status;
     if (fill->shared != NULL)
         shared_update(fill->shared, SF_RELEASED, 0);
@@ -889,7 +941,7 @@ static void serve_stale_on_error(struct st_fill_t *fill, int fwd_status)
     while (!h2o_linklist_is_empty(&fill->readers)) {
         struct st_reader_t *r = H2O_STRUCT_FROM_MEMBER(struct st_reader_t, link, fill->readers.next);
         EDGE_METRIC_ADD(req_hit, 1);
-        reader_serve_stored(r, st, st->headers, st->num_headers, age, cs);
+        reader_serve_stored(r, st, fill->hash, st->headers, st->num_headers, age, cs);
     }
     fill_unref(fill);
 }
@@ -944,7 +996,7 @@ static void revalidated_304(struct st_fill_t *fill)
     while (!h2o_linklist_is_empty(&fill->readers)) {
         struct st_reader_t *r = H2O_STRUCT_FROM_MEMBER(struct st_reader_t, link, fill->readers.next);
         EDGE_METRIC_ADD(req_miss, 1);
-        reader_serve_stored(r, st, merged, num, fill->initial_age, "cdn-edge; fwd=stale; fwd-status=304");
+        reader_serve_stored(r, st, fill->hash, merged, num, fill->initial_age, "cdn-edge; fwd=stale; fwd-status=304");
     }
     fill_unref(fill);
 }
@@ -1030,7 +1082,7 @@ static void on_origin_head(origin_fetch_t *fetch, void *data, const origin_respo
         const char *fwd = fill->stale.active ? "stale" : "miss";
         if (verdict == EDGE_VERDICT_STORE) {
             fill->storing = 1;
-            fill->fill_id = edge_store_new_fill_id(rt->store);
+            collect_tags(fill);
             fill->cache_status = h2o_concat(pool, h2o_iovec_init(H2O_STRLIT("cdn-edge; fwd=")),
                                             h2o_iovec_init(fwd, strlen(fwd)), h2o_iovec_init(H2O_STRLIT("; stored")))
                                      .base;
@@ -1129,6 +1181,14 @@ static void on_origin_body(origin_fetch_t *fetch, void *data, const char *bytes,
         if (c->len == EDGE_STORE_CHUNK_SIZE && fill->storing)
             submit_chunk(fill, c);
     }
+    if (fill->shared != NULL && fill->storing && fill->framing == ORIGIN_FRAMING_LENGTH &&
+        fill->bytes == (uint64_t)fill->content_length) {
+        /* the whole body is in (the origin's end is reported next): a request arriving now waits for the
+         * commit and is served as a hit */
+        pthread_mutex_lock(&fill->shared->mutex);
+        fill->shared->origin_complete = 1;
+        pthread_mutex_unlock(&fill->shared->mutex);
+    }
     wake_readers(fill);
     fill_gc(fill);
     if (fill->fetch != NULL && !fill->paused && fill->mem_chunks >= EDGE_FILL_MAX_MEM_CHUNKS) {
@@ -1171,6 +1231,9 @@ static void on_origin_end(origin_fetch_t *fetch, void *data, int err)
         fill->commit_op.key_len = fill->key.len;
         fill->commit_op.body_size = fill->bytes;
         fill->commit_op.num_chunks = (uint32_t)fill->num_chunks;
+        fill->commit_op.tags = (const char *const *)fill->tags;
+        fill->commit_op.tag_lens = fill->tag_lens;
+        fill->commit_op.num_tags = fill->num_tags;
         fill->commit_op.on_done = on_commit_done;
         fill->commit_submitted = 1;
         if (fill->shared != NULL) {
@@ -1591,6 +1654,10 @@ static struct st_fill_t *start_fetch(h2o_req_t *req, enum fill_mode mode, h2o_io
 
     fill->shared = shared;
     fill->request_time = now_sec();
+    /* the fill id is taken before the request goes out: a purge applied while the origin works on it covers
+     * it (edge/store.h, bans' watermarks) */
+    if (mode == FILL_CACHE)
+        fill->fill_id = edge_store_new_fill_id(th->rt->store);
     h2o_iovec_t if_none_match = {NULL, 0}, if_modified_since = {NULL, 0};
     if (stale != NULL && stale->active) {
         /* a revalidation: the stored validators go to the origin (RFC 9111 §4.3.1) */
@@ -1618,6 +1685,8 @@ static struct st_fill_t *start_fetch(h2o_req_t *req, enum fill_mode mode, h2o_io
     if (with_reader) {
         struct st_reader_t *reader = reader_new(req);
         reader->fill = fill;
+        reader->key = key;
+        reader->path = path;
         ++fill->refcnt;
         h2o_linklist_insert(&fill->readers, &reader->link);
     }
@@ -1866,7 +1935,7 @@ static int try_hit(h2o_req_t *req, edge_runtime_t *rt, h2o_iovec_t key, const ui
         return serve_object(req, rt, txn, &so, &obj, age, cs);
     case EDGE_REUSE_SERVE_STALE_OK:
         /* RFC 9111 §4.2.4: the client accepts it (max-stale) */
-        snprintf(cs, 96, "cdn-edge; hit; ttl=%" PRId64 "; detail=max-stale", lifetime - age);
+        snprintf(cs, 96, "cdn-edge; hit; ttl=%" PRId64 "; detail=max-stale", -staleness_of(so.soft_purged, age, lifetime));
         EDGE_METRIC_ADD(stale_served, 1);
         return serve_object(req, rt, txn, &so, &obj, age, cs);
     case EDGE_REUSE_ONLY_IF_CACHED_504:
@@ -1879,7 +1948,8 @@ static int try_hit(h2o_req_t *req, edge_runtime_t *rt, h2o_iovec_t key, const ui
     stale_copy(&req->pool, stale, &so, &obj);
     if (edge_stale_while_revalidate_ok(&occ, staleness_of(so.soft_purged, age, lifetime), EDGE_DEFAULT_STALE_GRACE_SEC)) {
         /* RFC 5861 §3: served at once, even to the first request; one revalidation in the background */
-        snprintf(cs, 96, "cdn-edge; hit; ttl=%" PRId64 "; detail=stale-while-revalidate", lifetime - age);
+        snprintf(cs, 96, "cdn-edge; hit; ttl=%" PRId64 "; detail=stale-while-revalidate",
+                 -staleness_of(so.soft_purged, age, lifetime));
         EDGE_METRIC_ADD(stale_served, 1);
         h2o_iovec_t path = h2o_iovec_init(NULL, 0);
         int hr = serve_object(req, rt, txn, &so, &obj, age, cs);

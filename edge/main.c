@@ -5,7 +5,8 @@
  * Start-up order (each step can fail with `file:line: key: reason` and exit 1 before serving):
  * config -> TLS contexts (self-signed certificate made on first run) -> the store (the one MDB_env
  * of the process) -> the origin -> h2o hosts and paths -> listener sockets (all bound here, so
- * port errors come before any thread runs) -> worker threads -> ready file.
+ * port errors come before any thread runs) -> the purge stream (replays missed purges, bounded) ->
+ * worker threads -> ready file.
  *
  * Shutdown: SIGTERM or SIGINT (taken by sigwait in the main thread; workers block them) tells
  * every worker to stop accepting and to drain its requests and fills for at most drain_timeout;
@@ -33,6 +34,7 @@
 #include "h2o/http2.h"
 #include "conf/config.h"
 #include "edge/edge.h"
+#include "edge/purge_api.h"
 #include "edge/tls.h"
 
 #define ACCESS_LOG_FORMAT                                                                                                  \
@@ -213,6 +215,7 @@ static void *worker_main(void *arg)
     h2o_context_init(&th->ctx, th->loop, &g.rt.globalconf);
     th->origin = origin_ctx_create(g.rt.origin, &th->ctx);
     edge_handler_thread_init(th);
+    edge_purge_api_thread_init(th);
     h2o_multithread_register_receiver(th->ctx.queue, &x->control, on_control);
 
     x->num_listeners = num_listen + 1;
@@ -387,6 +390,7 @@ int main(int argc, char **argv)
     g.rt.globalconf.max_request_entity_size = g.conf.limits.request_body_bytes;
     h2o_hostconf_t *host = h2o_config_register_host(&g.rt.globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *pathconf = h2o_config_register_path(host, "/", 0);
+    edge_purge_api_register_client(pathconf, &g.rt); /* PURGE <url>; every other request goes on to the handler */
     edge_handler_register(pathconf, &g.rt);
     if (g.conf.access_log != NULL) {
         const char *path = strcmp(g.conf.access_log, "-") == 0 ? "/dev/stdout" : g.conf.access_log;
@@ -417,6 +421,12 @@ int main(int argc, char **argv)
         bind_listener(&g.conf.admin.listen, 1, &g.admin_fd, &g.admin_bound, err, sizeof(err), "admin.address") != 0)
         goto Fail;
 
+    /* purges: replay what the stream holds for this node before serving (bounded by purge.catchup_timeout) */
+    if (edge_purge_api_start(&g.rt) != 0) {
+        conf_error(err, sizeof(err), &g.conf, g.conf.purge.redis_line, "purge.redis", "cannot start the purge stream");
+        goto Fail;
+    }
+
     /* workers */
     g.threads = calloc(g.num_threads, sizeof(*g.threads));
     extras = calloc(g.num_threads, sizeof(*extras));
@@ -444,6 +454,7 @@ int main(int argc, char **argv)
     for (unsigned i = 0; i != g.num_threads; ++i)
         pthread_join(tids[i], NULL);
     free(tids);
+    edge_purge_api_stop(); /* the consumer may be applying an entry: before the store closes */
     edge_store_close(g.rt.store); /* applies what the workers queued, then syncs */
     g.rt.store = NULL;
     fprintf(stderr, "cdn-edge: stopped\n");

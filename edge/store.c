@@ -1210,13 +1210,37 @@ Exit:
     return rc;
 }
 
+static int cursor_valid(const char *cursor)
+{
+    size_t len = cursor != NULL ? strnlen(cursor, EDGE_STORE_MAX_CURSOR_LEN + 1) : 0;
+    return len != 0 && len <= EDGE_STORE_MAX_CURSOR_LEN;
+}
+
+/* Records the purge-stream cursor in the stats database, in the transaction of the op that carries it. */
+static int put_cursor(struct wtxn *w, const char *cursor)
+{
+    MDB_val k = {13, "stream_cursor"}, v = {strlen(cursor), (void *)cursor};
+    return mdb_put(w->txn, w->s->dbi_stats, &k, &v, 0);
+}
+
+static int apply_cursor(struct wtxn *w, edge_store_op_t *op, int *result)
+{
+    if (!cursor_valid(op->stream_cursor)) {
+        *result = EDGE_STORE_EINVAL;
+        return 0;
+    }
+    *result = 0;
+    return put_cursor(w, op->stream_cursor);
+}
+
 static int apply_ban(struct wtxn *w, edge_store_op_t *op, int *result)
 {
     edge_store_t *s = w->s;
     size_t len = op->ban_kind == EDGE_STORE_BAN_ALL ? 0 : op->ban_value_len;
     int rc;
 
-    if (op->ban_kind < EDGE_STORE_BAN_URL || op->ban_kind > EDGE_STORE_BAN_ALL || (op->soft != 0 && op->soft != 1) ||
+    if ((op->stream_cursor != NULL && !cursor_valid(op->stream_cursor)) || op->ban_kind < EDGE_STORE_BAN_URL ||
+        op->ban_kind > EDGE_STORE_BAN_ALL || (op->soft != 0 && op->soft != 1) ||
         (op->ban_kind != EDGE_STORE_BAN_ALL && (len == 0 || op->ban_value == NULL)) || len > EDGE_STORE_MAX_BAN_VALUE ||
         (op->ban_kind == EDGE_STORE_BAN_TAG && len > EDGE_STORE_MAX_TAG_LEN)) {
         *result = EDGE_STORE_EINVAL;
@@ -1250,6 +1274,10 @@ static int apply_ban(struct wtxn *w, edge_store_op_t *op, int *result)
     }
     memcpy(v.mv_data, &rec, sizeof(rec));
     memcpy((char *)v.mv_data + sizeof(rec), value, len);
+    if (op->stream_cursor != NULL && (rc = put_cursor(w, op->stream_cursor)) != 0) {
+        free(value);
+        return rc;
+    }
 
     struct wban *b = &s->wbans[s->wbans_n++];
     memset(b, 0, sizeof(*b));
@@ -1343,6 +1371,8 @@ static int apply_op(struct wtxn *w, edge_store_op_t *op, int *result)
         return apply_ban(w, op, result);
     case EDGE_STORE_OP_UPDATE_META:
         return apply_update_meta(w, op, result);
+    case EDGE_STORE_OP_CURSOR:
+        return apply_cursor(w, op, result);
     case OP_BARRIER:
     case OP_IDLE:
         *result = 0;
@@ -2527,6 +2557,34 @@ void edge_store_fill_release(edge_store_t *store, uint64_t fill_id)
         pthread_cond_signal(&store->cond);
         pthread_mutex_unlock(&store->mutex);
     }
+}
+
+int edge_store_get_stream_cursor(edge_store_t *store, char *buf, size_t len)
+{
+    edge_store_txn_t *t;
+    MDB_val k = {13, "stream_cursor"}, v;
+    int rc, ret;
+
+    if (len != 0)
+        buf[0] = '\0';
+    if ((ret = edge_store_read_begin(store, &t)) != 0)
+        return ret;
+    if ((rc = mdb_get(t->txn, store->dbi_stats, &k, &v)) == MDB_NOTFOUND) {
+        ret = EDGE_STORE_NOTFOUND;
+    } else if (rc != 0) {
+        ret = EDGE_STORE_EIO;
+    } else if (v.mv_size == 0 || v.mv_size > EDGE_STORE_MAX_CURSOR_LEN || memchr(v.mv_data, '\0', v.mv_size) != NULL) {
+        log_error("CORRUPT detail=\"stream cursor record of %zu bytes\"", v.mv_size);
+        ret = EDGE_STORE_ECORRUPT;
+    } else if (v.mv_size >= len) {
+        ret = EDGE_STORE_EINVAL;
+    } else {
+        memcpy(buf, v.mv_data, v.mv_size);
+        buf[v.mv_size] = '\0';
+        ret = 0;
+    }
+    edge_store_read_end(t);
+    return ret;
 }
 
 void edge_store_get_stats(edge_store_t *store, edge_store_stats_t *out)

@@ -117,9 +117,12 @@ typedef enum en_edge_store_op_kind_t {
     EDGE_STORE_OP_DELETE_GROUP, /* `hash` is a group: remove every member and the object at `hash` itself */
     EDGE_STORE_OP_TRIM_GROUP,   /* `hash` is a group: remove its oldest members (by fill_id) beyond `max_members` */
     EDGE_STORE_OP_BAN,          /* record a purge (ban_kind, ban_value, soft); sets `ban_id` before on_done(0) */
-    EDGE_STORE_OP_UPDATE_META   /* replace the meta blob (`data`, `len`) of the object at `hash` if its fill_id
+    EDGE_STORE_OP_UPDATE_META,  /* replace the meta blob (`data`, `len`) of the object at `hash` if its fill_id
                                    equals `fill_id`, and clear its stale flag; else on_done(EDGE_STORE_NOTFOUND) */
+    EDGE_STORE_OP_CURSOR        /* only record `stream_cursor` (a purge-stream entry with nothing to apply) */
 } edge_store_op_kind_t;
+
+#define EDGE_STORE_MAX_CURSOR_LEN 64 /* bytes of a stream cursor (a Redis stream entry id is at most 41) */
 
 /**
  * One queued write. The caller allocates it and keeps it (and what it points to) alive until
@@ -153,6 +156,10 @@ struct st_edge_store_op_t {
     size_t ban_value_len;
     int soft;
     uint64_t ban_id;        /* BAN, out: the ban's id (monotonic across restarts), set before on_done(0) */
+    /* BAN (optional) and CURSOR: a NUL-terminated purge-stream position (1..EDGE_STORE_MAX_CURSOR_LEN bytes, else
+     * EDGE_STORE_EINVAL and nothing is applied), recorded in the same write transaction as the ban: read it back with
+     * edge_store_get_stream_cursor. NULL: the recorded cursor is left as it is. */
+    const char *stream_cursor;
     /* UPDATE_META, optional: a fill id taken with edge_store_new_fill_id when the revalidation request started
      * (it is released when the op is applied). Soft purges applied after it keep the object stale. 0: every
      * purge applied so far counts as revalidated. */
@@ -262,6 +269,15 @@ void edge_store_fill_release(edge_store_t *store, uint64_t fill_id);
 
 /** Queues a write (any thread). Never blocks on I/O. After edge_store_close began: on_done(ECLOSED). */
 void edge_store_submit(edge_store_t *store, edge_store_op_t *op);
+
+/**
+ * Reads the purge-stream cursor last recorded by a BAN or CURSOR op (committed, so durable). Any thread; opens and
+ * ends its own read transaction.
+ * @param[out] buf  receives the NUL-terminated cursor
+ * @return 0; EDGE_STORE_NOTFOUND when none was ever recorded (buf[0] = '\0'); EDGE_STORE_EINVAL when len is too
+ *         small for it; EDGE_STORE_ECORRUPT (the record fails validation, logged); EDGE_STORE_EREADERS or EDGE_STORE_EIO
+ */
+int edge_store_get_stream_cursor(edge_store_t *store, char *buf, size_t len);
 
 /** Current counters (any thread). */
 void edge_store_get_stats(edge_store_t *store, edge_store_stats_t *out);

@@ -12,7 +12,8 @@
 #   -o FILE          where to write the results JSON (default: ./cache-tests-results.json)
 #   -k               keep the temp dir (edge config, stderr, access log, server log)
 # Exit status: 0 when the run completed and the edge survived it (failures are
-# reported, not fatal); 1 when the edge died or stopped answering; 2 on setup errors.
+# reported, not fatal); 1 when the edge died, stopped answering or logged a
+# sanitizer/assertion error; 2 on setup errors.
 set -euo pipefail
 
 TEST_ID=""
@@ -98,6 +99,9 @@ cache: {path: cache, max_size: 512MiB}
 origin: {url: "http://127.0.0.1:$ORIGIN_PORT", first_byte_timeout: 10s, idle_timeout: 10s}
 access_log: access.log
 YAML
+# For an ASan build: the repo's suppressions cover libh2o's per-thread recycled allocations only.
+LSAN_SUPP="$(cd "$(dirname "$0")/.." && pwd)/lsan.supp"
+[[ -f "$LSAN_SUPP" ]] && export LSAN_OPTIONS="suppressions=$LSAN_SUPP${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 (cd "$TMP/edge" && exec "$EDGE_BIN" -c edge.yaml --ready-file ready.json) >"$TMP/edge.stdout" 2>"$TMP/edge.stderr" &
 EDGE_PID=$!
 wait_for 30 "$EDGE_PID" test -s "$TMP/edge/ready.json" || { echo "error: cdn-edge did not start:" >&2; cat "$TMP/edge.stderr" >&2; exit 2; }
@@ -149,6 +153,13 @@ report_edge() {
             EDGE_PID=""
             echo "cdn-edge: DIED during the run (exit status $st; >128 means signal $((st > 128 ? st - 128 : 0)))"
         fi
+    fi
+    local bad
+    bad=$(grep -a -c -E 'AddressSanitizer|LeakSanitizer|runtime error:|Assertion .* failed' "$TMP/edge.stderr" || true)
+    if [[ "$bad" != 0 ]]; then
+        rc=1
+        echo "cdn-edge stderr has $bad sanitizer/assertion line(s):"
+        grep -a -E 'AddressSanitizer|LeakSanitizer|runtime error:|Assertion .* failed' "$TMP/edge.stderr" | head -n 10 | sed 's/^/  /'
     fi
     if [[ -s "$TMP/edge.stderr" ]]; then
         echo "cdn-edge stderr (last 30 of $(wc -l <"$TMP/edge.stderr") lines):"

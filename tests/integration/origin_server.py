@@ -37,6 +37,7 @@ Common query parameters:
   cond=1          answer a matching If-None-Match (the etag parameter, weak comparison) or an If-Modified-Since
                   not older than the Last-Modified given with hdr= with 304 (the revalidation tests)
   then_status=N   every request for the target after the first gets status N (stale-if-error tests)
+  then_cc=VALUE   every request for the target after the first gets this Cache-Control
 
 HEAD is answered with the GET head (Content-Length included) and no body. 204 and 304 never have a body.
 
@@ -255,8 +256,9 @@ class _Handler(socketserver.BaseRequestHandler):
             status = 304
         headers = [("Date", formatdate(usegmt=True)), ("Server", "test-origin"), ("X-Origin-N", str(req.n)),
                    ("Content-Type", q.get("ct", "text/plain"))]
-        if "cc" in q:
-            headers.append(("Cache-Control", q["cc"]))
+        cc = q.get("then_cc") if "then_cc" in q and req.n > 1 else q.get("cc")
+        if cc is not None:
+            headers.append(("Cache-Control", cc))
         if q.get("setcookie") == "1":
             headers.append(("Set-Cookie", "a=b; Path=/"))
         if "vary" in q:

@@ -19,7 +19,7 @@ class Stale(EdgeTestCase):
         self.start_edge()
 
     def test_revalidation_304_freshens_and_serves_the_stored_body(self):
-        t = url("/r/reval", cc="max-age=1", etag='"e1"', cond=1)
+        t = url("/r/reval", cc="max-age=1", then_cc="max-age=600", etag='"e1"', cond=1)
         first = self.get(t)
         self.assertStored(first)
         expire(1)
@@ -47,7 +47,7 @@ class Stale(EdgeTestCase):
         self.assertEqual(self.origin.last(t).header("if-modified-since"), lm)
 
     def test_changed_object_replaces_the_stale_one(self):
-        t = url("/r/reval-new", cc="max-age=1", etag='"e1"')  # no cond: the origin answers 200 again
+        t = url("/r/reval-new", cc="max-age=1", then_cc="max-age=600", etag='"e1"')  # no cond: the origin answers 200 again
         self.assertStored(self.get(t))
         expire(1)
         r = self.get(t)
@@ -58,7 +58,7 @@ class Stale(EdgeTestCase):
         self.assertBodyN(self.get(t), 2)
 
     def test_stale_while_revalidate_answers_at_once_and_revalidates_once(self):
-        t = url("/r/swr", cc="max-age=1, stale-while-revalidate=60", delay_ms=700)
+        t = url("/r/swr", cc="max-age=1, stale-while-revalidate=60", then_cc="max-age=600", delay_ms=700)
         self.assertStored(self.get(t, timeout=10 * SLOWDOWN))
         expire(1)
         started = time.monotonic()

@@ -41,6 +41,8 @@ edge_integration_test(test_07_admin_metrics 120)
 edge_integration_test(test_08_large_object 900 slow)
 edge_integration_test(test_09_embedded_default 90)
 edge_integration_test(test_20_cdn_purge 120)
+edge_integration_test(test_21_purge_api 120)
+edge_integration_test(test_22_purge_stream 180)
 edge_integration_test(test_10_shutdown_watchdog 120)
 edge_integration_test(test_11_http_caching 120)
 edge_integration_test(test_12_stale 120)
@@ -48,3 +50,7 @@ edge_integration_test(test_12_stale 120)
 set_tests_properties(integration.test_09_embedded_default PROPERTIES RESOURCE_LOCK edge_fixed_ports)
 # the harness self-test needs no binary; every other test needs cdn-edge built
 set_tests_properties(integration.test_00_harness PROPERTIES ENVIRONMENT "PYTHONDONTWRITEBYTECODE=1")
+# a real Next.js app (tests/fixtures/nextjs-app): the first run installs it from npm and builds it (~30 s here, more
+# on a slow network); later runs reuse node_modules and .next in the fixture dir. Skips only when npm is unreachable.
+edge_integration_test(test_30_nextjs 600 nextjs)
+set_tests_properties(integration.test_30_nextjs PROPERTIES RESOURCE_LOCK nextjs_fixture)

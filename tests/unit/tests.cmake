@@ -18,3 +18,5 @@ target_compile_definitions(test_purge_nodes PRIVATE EDGE_SOURCE_DIR="${CMAKE_SOU
 edge_unit_test(test_conditional ${CMAKE_CURRENT_SOURCE_DIR}/unit/edge/test_conditional.c cdn_edge)
 edge_unit_test(test_range ${CMAKE_CURRENT_SOURCE_DIR}/unit/edge/test_range.c cdn_edge)
 edge_unit_test(test_vary ${CMAKE_CURRENT_SOURCE_DIR}/unit/edge/test_vary.c cdn_edge)
+edge_unit_test(test_purge_stream ${CMAKE_CURRENT_SOURCE_DIR}/unit/purge/test_purge_stream.c cdn_edge)
+edge_unit_test(test_store_cursor ${CMAKE_CURRENT_SOURCE_DIR}/unit/edge/test_store_cursor.c cdn_edge)

@@ -378,6 +378,13 @@ static void test_defaults(void **state)
     assert_int_equal(conf.admin.listen.port, 8081);
     assert_int_equal(conf.admin.listen.has_tls, 0);
     assert_null(conf.admin.token);
+    assert_null(conf.purge.redis);
+    assert_string_equal(conf.purge.stream, CONF_DEFAULT_PURGE_STREAM);
+    assert_int_equal(conf.purge.max_body_bytes, CONF_DEFAULT_PURGE_MAX_BODY);
+    assert_int_equal(conf.purge.max_items, CONF_DEFAULT_PURGE_MAX_ITEMS);
+    assert_int_equal(conf.purge.stream_max_len, CONF_DEFAULT_PURGE_STREAM_MAX_LEN);
+    assert_int_equal(conf.purge.catchup_timeout_ms, CONF_DEFAULT_PURGE_CATCHUP_TIMEOUT_MS);
+    assert_int_equal(conf.purge.timeout_ms, CONF_DEFAULT_PURGE_TIMEOUT_MS);
     assert_int_equal(conf.workers, CONF_DEFAULT_WORKERS);
     assert_string_equal(conf.cache.path, tmp_path(path, CONF_DEFAULT_CACHE_PATH));
     assert_int_equal(conf.cache.max_size_bytes, CONF_DEFAULT_CACHE_MAX_SIZE);
@@ -562,6 +569,89 @@ static void test_origin_url(void **state)
     }
 }
 
+static void test_redis_url(void **state)
+{
+    static const struct {
+        const char *url;
+        const char *err; /* NULL: accepted; else the reason prefix */
+        const char *host;
+        uint16_t port;
+        const char *user, *password;
+        unsigned db;
+    } cases[] = {
+        {"redis://127.0.0.1:6379", NULL, "127.0.0.1", 6379, NULL, NULL, 0},
+        {"redis://127.0.0.1", NULL, "127.0.0.1", CONF_DEFAULT_REDIS_PORT, NULL, NULL, 0},
+        {"redis://redis.example.com:7000/3", NULL, "redis.example.com", 7000, NULL, NULL, 3},
+        {"redis://[::1]:6380", NULL, "::1", 6380, NULL, NULL, 0},
+        {"redis://[::1]", NULL, "::1", 6379, NULL, NULL, 0},
+        {"redis://:s3cret@127.0.0.1", NULL, "127.0.0.1", 6379, NULL, "s3cret", 0},
+        {"redis://edge:p@ss@127.0.0.1:1/0", NULL, "127.0.0.1", 1, "edge", "p@ss", 0},
+        {"redis://127.0.0.1:6379/", NULL, "127.0.0.1", 6379, NULL, NULL, 0},
+        {"rediss://127.0.0.1", "expected redis://", NULL, 0, NULL, NULL, 0},
+        {"http://127.0.0.1", "expected redis://", NULL, 0, NULL, NULL, 0},
+        {"redis://", "missing host", NULL, 0, NULL, NULL, 0},
+        {"redis://*:6379", "invalid host", NULL, 0, NULL, NULL, 0},
+        {"redis://127.0.0.1:0", "invalid port", NULL, 0, NULL, NULL, 0},
+        {"redis://127.0.0.1:65536", "invalid port", NULL, 0, NULL, NULL, 0},
+        {"redis://127.0.0.1/x", "invalid database number", NULL, 0, NULL, NULL, 0},
+        {"redis://127.0.0.1/65536", "invalid database number", NULL, 0, NULL, NULL, 0},
+        {"redis://user@127.0.0.1", "expected user:password@", NULL, 0, NULL, NULL, 0},
+        {"redis://user:@127.0.0.1", "empty password", NULL, 0, NULL, NULL, 0},
+        {"redis://::1:6379", "an IPv6 address must be in brackets", NULL, 0, NULL, NULL, 0},
+        {"redis://127.0.0.1?db=1", "a query or fragment is not allowed", NULL, 0, NULL, NULL, 0},
+        {"redis://256.1.1.1", "invalid IPv4 address", NULL, 0, NULL, NULL, 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); ++i) {
+        char yaml[512], err[512], want[512];
+        conf_t conf;
+        snprintf(yaml, sizeof(yaml), "listen:\n  - address: 127.0.0.1:0\norigin:\n  url: http://o\npurge:\n  redis: \"%s\"\n",
+                 cases[i].url);
+        int ret = conf_load_string(&conf, yaml, strlen(yaml), "r.yaml", tmp_dir, err, sizeof(err));
+        if (cases[i].err == NULL) {
+            if (ret != 0)
+                fail_msg("%s: %s", cases[i].url, err);
+            assert_string_equal(conf.purge.redis, cases[i].url);
+            assert_string_equal(conf.purge.redis_host, cases[i].host);
+            assert_int_equal(conf.purge.redis_port, cases[i].port);
+            if (cases[i].user == NULL)
+                assert_null(conf.purge.redis_user);
+            else
+                assert_string_equal(conf.purge.redis_user, cases[i].user);
+            if (cases[i].password == NULL)
+                assert_null(conf.purge.redis_password);
+            else
+                assert_string_equal(conf.purge.redis_password, cases[i].password);
+            assert_int_equal(conf.purge.redis_db, cases[i].db);
+            assert_int_equal(conf.purge.redis_line, 6);
+        } else {
+            snprintf(want, sizeof(want), "r.yaml:6: purge.redis: %s", cases[i].err);
+            if (ret != -1 || strncmp(err, want, strlen(want)) != 0)
+                fail_msg("%s: got %d \"%s\", expected \"%s...\"", cases[i].url, ret, err, want);
+        }
+        conf_dispose(&conf);
+    }
+}
+
+static void test_purge_section(void **state)
+{
+    static const char yaml[] = "listen:\n  - address: 127.0.0.1:0\norigin:\n  url: http://o\npurge:\n"
+                               "  stream: edge-purges\n  max_body: 64KiB\n  max_items: 10\n  stream_max_len: 0\n"
+                               "  catchup_timeout: 3s\n  timeout: 500ms\n";
+    conf_t conf;
+    char err[512];
+
+    if (conf_load_string(&conf, yaml, strlen(yaml), "p.yaml", tmp_dir, err, sizeof(err)) != 0)
+        fail_msg("%s", err);
+    assert_null(conf.purge.redis);
+    assert_string_equal(conf.purge.stream, "edge-purges");
+    assert_int_equal(conf.purge.max_body_bytes, 64 * 1024);
+    assert_int_equal(conf.purge.max_items, 10);
+    assert_int_equal(conf.purge.stream_max_len, 0);
+    assert_int_equal(conf.purge.catchup_timeout_ms, 3000);
+    assert_int_equal(conf.purge.timeout_ms, 500);
+    conf_dispose(&conf);
+}
+
 static void test_switches(void **state)
 {
     static const struct {
@@ -636,6 +726,20 @@ static void test_bad_configs(void **state)
         {LISTEN "origin:\n  url: http://o\n  idle_timeout: 0ms\n", "b.yaml:5: origin.idle_timeout: must be greater than 0"},
         {LISTEN ORIGIN "drain_timeout: 0\n", "b.yaml:5: drain_timeout: must be greater than 0"},
         {LISTEN ORIGIN "write_timeout: 1.5s\n", "b.yaml:5: write_timeout: invalid duration"},
+        /* purge */
+        {LISTEN ORIGIN "purge:\n  bogus: 1\n", "b.yaml:6: purge.bogus: unknown key"},
+        {LISTEN ORIGIN "purge: on\n", "b.yaml:5: purge: expected a mapping"},
+        {LISTEN ORIGIN "purge:\n  redis: redis://h:99999\n", "b.yaml:6: purge.redis: invalid port"},
+        {LISTEN ORIGIN "purge:\n  redis:\n", "b.yaml:6: purge.redis: missing value"},
+        {LISTEN ORIGIN "purge:\n  stream: \"a b\"\n", "b.yaml:6: purge.stream: must not contain spaces"},
+        {LISTEN ORIGIN "purge:\n  max_body: 10B\n", "b.yaml:6: purge.max_body: must be between 64B and 64MiB"},
+        {LISTEN ORIGIN "purge:\n  max_body: 65MiB\n", "b.yaml:6: purge.max_body: must be between 64B and 64MiB"},
+        {LISTEN "limits:\n  request_body: 1KiB\n" ORIGIN "purge:\n  max_body: 2KiB\n",
+         "b.yaml:8: purge.max_body: must not exceed limits.request_body"},
+        {LISTEN ORIGIN "purge:\n  max_items: 0\n", "b.yaml:6: purge.max_items: must be between 1 and 100000"},
+        {LISTEN ORIGIN "purge:\n  stream_max_len: -1\n", "b.yaml:6: purge.stream_max_len: expected an integer"},
+        {LISTEN ORIGIN "purge:\n  catchup_timeout: 1x\n", "b.yaml:6: purge.catchup_timeout: invalid duration"},
+        {LISTEN ORIGIN "purge:\n  timeout: 0\n", "b.yaml:6: purge.timeout: must be greater than 0"},
         /* origin */
         {LISTEN "origin:\n  url: http://o\n  directory: site\n",
          "b.yaml:5: origin.directory: url and directory are mutually exclusive"},
@@ -730,6 +834,7 @@ int main(void)
         cmocka_unit_test(test_full_config), cmocka_unit_test(test_defaults),       cmocka_unit_test(test_embedded_default),
         cmocka_unit_test(test_load_file),   cmocka_unit_test(test_example_file),   cmocka_unit_test(test_origin_url),
         cmocka_unit_test(test_switches),    cmocka_unit_test(test_bad_configs),    cmocka_unit_test(test_conf_error),
+        cmocka_unit_test(test_redis_url),   cmocka_unit_test(test_purge_section),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

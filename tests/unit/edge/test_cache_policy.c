@@ -214,7 +214,12 @@ static const struct date_row_t date_rows[] = {
     {"RFC 850", "Sunday, 06-Nov-94 08:49:37 GMT", 0, 0, T1994},
     {"asctime", "Sun Nov  6 08:49:37 1994", 0, 0, T1994},
     {"asctime two-digit day", "Sun Nov 16 08:49:37 1994", 0, 0, T1994 + 10 * 86400},
-    {"asctime single space (lenient)", "Sun Nov 6 08:49:37 1994", 0, 0, T1994},
+    {"asctime single space before a 1-digit day is not an HTTP-date", "Sun Nov 6 08:49:37 1994", 0, -1, 0},
+    {"IMF-fixdate with double spaces", "Thu, 18  Aug  2050 02:01:18 GMT", 0, -1, 0},
+    {"IMF-fixdate with a 1-digit hour", "Thu, 18 Aug 2050 2:01:18 GMT", 0, -1, 0},
+    {"IMF-fixdate with dashes", "Thu, 18-Aug-2050 02:01:18 GMT", 0, -1, 0},
+    {"IMF-fixdate with periods in the time", "Thu, 18 Aug 2050 02.01.18 GMT", 0, -1, 0},
+    {"RFC 850 with a short weekday", "Sun, 06-Nov-94 08:49:37 GMT", 0, -1, 0},
     {"epoch", "Thu, 01 Jan 1970 00:00:00 GMT", 0, 0, 0},
     {"leap day", "Tue, 29 Feb 2000 12:00:00 GMT", 0, 0, 951825600},
     {"last 4-digit second", "Fri, 31 Dec 9999 23:59:59 GMT", 0, 0, 253402300799},
@@ -324,9 +329,16 @@ static const struct store_row_t store_rows[] = {
     {"404", 404, {{"cache-control", "max-age=60"}}, 0, 10, EDGE_VERDICT_STORE},
     {"410", 410, {{"cache-control", "max-age=60"}}, 0, 10, EDGE_VERDICT_STORE},
     {"206 not stored", 206, {{"cache-control", "max-age=60"}}, 0, 10, EDGE_VERDICT_STATUS},
-    {"302 not stored", 302, {{"cache-control", "max-age=60"}}, 0, 10, EDGE_VERDICT_STATUS},
+    {"302 with explicit freshness stored (RFC 9111 §3)", 302, {{"cache-control", "max-age=60"}}, 0, 10, EDGE_VERDICT_STORE},
+    {"302 without explicit freshness not stored", 302, {{"last-modified", "Sun, 06 Nov 1994 08:49:37 GMT"}}, 0, 10,
+     EDGE_VERDICT_STATUS},
     {"304 not stored", 304, {{"cache-control", "max-age=60"}}, 0, 10, EDGE_VERDICT_STATUS},
-    {"500 not stored", 500, {{"cache-control", "max-age=60"}}, 0, 10, EDGE_VERDICT_STATUS},
+    {"500 with explicit freshness stored", 500, {{"cache-control", "max-age=60"}}, 0, 10, EDGE_VERDICT_STORE},
+    {"500 with public only not stored", 500, {{"cache-control", "public"}}, 0, 10, EDGE_VERDICT_NO_LIFETIME},
+    {"500 without freshness not stored", 500, {{"x", "y"}}, 0, 10, EDGE_VERDICT_STATUS},
+    {"599 with s-maxage stored", 599, {{"cache-control", "s-maxage=60"}}, 0, 10, EDGE_VERDICT_STORE},
+    {"600 not stored", 600, {{"cache-control", "max-age=60"}}, 0, 10, EDGE_VERDICT_STATUS},
+    {"199 not stored", 199, {{"cache-control", "max-age=60"}}, 0, 10, EDGE_VERDICT_STATUS},
     {"status before no-store", 500, {{"cache-control", "no-store"}}, 0, 10, EDGE_VERDICT_STATUS},
     {"no-store", 200, {{"cache-control", "no-store, max-age=60"}}, 0, 10, EDGE_VERDICT_NO_STORE},
     {"no-store on a second line",
@@ -505,7 +517,8 @@ static void test_facts(void **state)
     } rows[] = {
         {"invalid Date is absent", {{"date", "yesterday"}}, 0, 0, 0, 0, 0},
         {"first Date invalid: absent", {{"date", "yesterday"}, {"date", "Sun, 06 Nov 1994 08:49:37 GMT"}}, 0, 0, 0, 0, 0},
-        {"Age list is invalid", {{"age", "10, 20"}}, 0, 0, 0, 0, 0},
+        {"Age list counts by its first member (cache-tests age-parse-suffix)", {{"age", "7200, 0"}}, 0, 1, 7200, 0, 0},
+        {"Age list with an invalid first member is absent", {{"age", "x, 20"}}, 0, 0, 0, 0, 0},
         {"Age negative is invalid", {{"age", "-1"}}, 0, 0, 0, 0, 0},
         {"Age capped", {{"age", "99999999999"}}, 0, 1, CAP, 0, 0},
         {"first Age wins", {{"age", "7"}, {"age", "9"}}, 0, 1, 7, 0, 0},
@@ -525,6 +538,20 @@ static void test_facts(void **state)
         assert_int_equal(f.encoded, rows[i].encoded);
         assert_int_equal(f.has_expires, 0);
     }
+
+    /* several Expires lines cannot be one valid HTTP-date: already expired (cache-tests
+     * freshness-expires-invalid-multiple-lines) */
+    static const struct hdr_t two_expires[MAX_HDRS] = {{"expires", "Thu, 18 Aug 2050 02:01:18 GMT"},
+                                                        {"expires", "Thu, 18 Aug 2050 02:01:19 GMT"}};
+    n = make_headers(headers, names, two_expires);
+    edge_response_facts_from_headers(&f, 200, headers, n, -1);
+    assert_int_equal(f.has_expires, 1);
+    assert_int_equal(f.expires, 0);
+    static const struct hdr_t one_expires[MAX_HDRS] = {{"expires", "Thu, 18 Aug 2050 02:01:18 GMT"}};
+    n = make_headers(headers, names, one_expires);
+    edge_response_facts_from_headers(&f, 200, headers, n, -1);
+    assert_int_equal(f.has_expires, 1);
+    assert_int_not_equal(f.expires, 0);
 }
 
 /* ---- freshness lifetime and age arithmetic ---- */
@@ -817,10 +844,47 @@ static void test_isr_from_headers(void **state)
     assert_int_equal(edge_stale_if_error_ok(&f.cc, age - lifetime, 3600), 0);
 }
 
+/* ---- RFC 9213 targeted fields: structured-field Dictionary check ---- */
+
+static void test_targeted_cc_valid(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *value;
+        int valid;
+    } rows[] = {
+        {"max-age=10000", 1},
+        {"max-age=10000, must-revalidate", 1},
+        {"no-store", 1},
+        {"private", 1},
+        {"", 1},
+        {"  max-age=60  ", 1},
+        {"s-maxage=60, stale-while-revalidate=30, stale-if-error=600", 1},
+        {"foo=\"bar\", baz=?1, qux=1.5, t=tok, b=:aGk=:", 1},
+        {"foo=(a b \"c\");p=1", 1},
+        {"max-age=10000, &&&&&", 0},         /* cache-tests cdn-cc-invalid-sh-type-unknown */
+        {"max-age=\"10000\"", 0},           /* cache-tests cdn-cc-invalid-sh-type-wrong */
+        {"max-age=1.5", 0},
+        {"max-age=-1", 0},
+        {"max-age", 0},                      /* a Boolean true, not an Integer */
+        {"Max-Age=60", 0},                   /* keys are lower case */
+        {"max-age=60,", 0},
+        {"max-age=60;;", 0},
+        {"foo=\"unterminated", 0},
+        {"foo=1234567890123456", 0},         /* more than 15 digits */
+        {"a b", 0},
+    };
+    for (size_t i = 0; i != sizeof(rows) / sizeof(rows[0]); ++i) {
+        print_message("row: %s\n", rows[i].value);
+        assert_int_equal(edge_targeted_cc_valid(rows[i].value, strlen(rows[i].value)), rows[i].valid);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cc_table),    cmocka_unit_test(test_cc_length_bound),  cmocka_unit_test(test_date_table),
+        cmocka_unit_test(test_targeted_cc_valid),
         cmocka_unit_test(test_date_format), cmocka_unit_test(test_storable_table),   cmocka_unit_test(test_verdict_detail),
         cmocka_unit_test(test_facts),       cmocka_unit_test(test_age_table),        cmocka_unit_test(test_lifetime_from_headers),
         cmocka_unit_test(test_methods),     cmocka_unit_test(test_heuristic_status), cmocka_unit_test(test_heuristic_table),
