@@ -38,6 +38,7 @@
 #include "edge/cache_policy.h"
 #include "edge/conditional.h"
 #include "edge/range.h"
+#include "edge/vary.h"
 #include "purge/tags.h"
 #include "edge/edge.h"
 #include "edge/metrics.h"
@@ -84,6 +85,15 @@ struct st_chunk_t {
 
 enum fill_mode { FILL_CACHE, FILL_PASS };
 
+#ifndef EDGE_MAX_VARIANTS
+#define EDGE_MAX_VARIANTS 32 /* variants kept per URL (RFC 9111 §4.1); the oldest go first */
+#endif
+#ifndef EDGE_HFP_SLOTS
+#define EDGE_HFP_SLOTS 4096 /* hit-for-pass memory: keys recently found uncacheable (direct-mapped, bounded) */
+#endif
+#ifndef EDGE_HFP_SEC
+#define EDGE_HFP_SEC 10 /* for how long such a key's requests go to the origin without waiting on each other */
+#endif
 #ifndef EDGE_MAX_HEURISTIC_SEC
 #define EDGE_MAX_HEURISTIC_SEC 86400 /* the cap on heuristic freshness (RFC 9111 §4.2.2) */
 #endif
@@ -98,6 +108,11 @@ enum fill_mode { FILL_CACHE, FILL_PASS };
  * fails (RFC 5861 §4).
  */
 struct st_stale_t {
+    /* what the lookup learned about variants (RFC 9111 §4.1), stale object or not */
+    int has_variant;                   /* the URL has a Vary marker: the object is keyed by `variant` */
+    int vary_miss;                     /* ... and this request's variant was not stored */
+    h2o_iovec_t variant;
+    uint8_t hash[EDGE_STORE_HASH_LEN]; /* the hash of the object looked up (the variant's, or the URL's) */
     int active;
     int soft; /* soft-purged: stale from the purge on, whatever its age */
     uint64_t fill_id, body_size;
@@ -142,6 +157,9 @@ struct st_shared_fill_t {
     int64_t initial_age, response_time;
     const char *cache_status;
     int64_t lifetime;
+    int has_vary;       /* the response varies: a waiter is served only when its own variant matches */
+    edge_vary_t vary;   /* points into the head (pool) */
+    h2o_iovec_t variant;
 };
 
 /* One client of another fill. Freed when its reader is gone and no message for it is in flight. */
@@ -176,6 +194,9 @@ struct st_fill_t {
     uint64_t stale_started_id; /* a fill id taken when the revalidation started (purges during it count) */
     int revalidated;           /* the origin answered 304: the stored record is being freshened */
     uint32_t obj_flags;        /* EDGE_OBJECT_* of the response being stored */
+    h2o_iovec_t variant;       /* a response with Vary: its secondary key; stored under the variant's hash */
+    int has_variant;
+    uint8_t url_hash[EDGE_STORE_HASH_LEN]; /* the URL's hash: the group of its variants, the Vary marker's key */
     const char **tags;         /* its purge tags (Surrogate-Key, Cache-Tag, ...) */
     size_t *tag_lens;
     size_t num_tags;
@@ -395,6 +416,50 @@ static void fill_unref(struct st_fill_t *fill)
         fill_destroy(fill);
 }
 
+
+/* --- hit-for-pass: a hot uncacheable URL never queues --- */
+
+/*
+ * When a response for a key turns out unstorable, requests for that key stop waiting on each other's
+ * fills for EDGE_HFP_SEC: they go to the origin in parallel (Varnish's hit-for-pass). A fixed table of
+ * slots picked by the key's hash; a slot holds a tag (more of the hash) and an expiry, read and written
+ * with relaxed atomics: a torn or overwritten slot only makes a request wait, or not, once.
+ */
+static struct {
+    uint64_t tag;
+    int64_t until;
+} hfp_slots[EDGE_HFP_SLOTS];
+
+static void hfp_slot(const uint8_t *hash, size_t *index, uint64_t *tag)
+{
+    uint64_t a, b;
+    memcpy(&a, hash, sizeof(a));
+    memcpy(&b, hash + 8, sizeof(b));
+    *index = (size_t)(a % EDGE_HFP_SLOTS);
+    *tag = b | 1; /* never 0, the empty slot */
+}
+
+static void hfp_set(const uint8_t *hash, int uncacheable)
+{
+    size_t i;
+    uint64_t tag;
+    hfp_slot(hash, &i, &tag);
+    if (uncacheable) {
+        __atomic_store_n(&hfp_slots[i].until, now_sec() + EDGE_HFP_SEC, __ATOMIC_RELAXED);
+        __atomic_store_n(&hfp_slots[i].tag, tag, __ATOMIC_RELAXED);
+    } else if (__atomic_load_n(&hfp_slots[i].tag, __ATOMIC_RELAXED) == tag) {
+        __atomic_store_n(&hfp_slots[i].until, 0, __ATOMIC_RELAXED);
+    }
+}
+
+static int hfp_active(const uint8_t *hash)
+{
+    size_t i;
+    uint64_t tag;
+    hfp_slot(hash, &i, &tag);
+    return __atomic_load_n(&hfp_slots[i].tag, __ATOMIC_RELAXED) == tag &&
+           __atomic_load_n(&hfp_slots[i].until, __ATOMIC_RELAXED) > now_sec();
+}
 
 /* --- the registry of fills in flight --- */
 
@@ -706,6 +771,7 @@ static void fill_respond_heads(struct st_fill_t *fill);
 static void respond_head(struct st_reader_t *reader, int status, h2o_iovec_t reason, const h2o_header_t *headers,
                          size_t num_headers, origin_framing_t framing, int64_t content_length, int stored, int64_t age,
                          const char *cache_status);
+static int apply_range(h2o_req_t *req, struct st_reader_t *reader, const edge_object_t *obj, uint64_t size);
 
 /**
  * RFC 9213 §2.2: when a targeted field this cache implements is present (CDN-Cache-Control, then
@@ -772,8 +838,9 @@ static void submit_invalidation(struct st_fill_t *fill, h2o_iovec_t key)
 {
     struct st_inval_op_t *iop = h2o_mem_alloc(sizeof(*iop));
     memset(iop, 0, sizeof(*iop));
-    iop->op.kind = EDGE_STORE_OP_DELETE;
+    iop->op.kind = EDGE_STORE_OP_DELETE_GROUP; /* the URL and every variant of it */
     edge_store_hash(key.base, key.len, iop->op.hash);
+    memcpy(iop->op.group, iop->op.hash, EDGE_STORE_HASH_LEN);
     iop->op.on_done = on_inval_done;
     iop->fill = fill;
     ++fill->pending_invalidations;
@@ -805,6 +872,79 @@ static void invalidate_after_unsafe(struct st_fill_t *fill, h2o_req_t *req)
         if (r == 0 && h2o_memis(origin.base, origin.len, target_origin.base, target_origin.len))
             submit_invalidation(fill, key);
     }
+}
+
+/**
+ * A response that varies on request fields (RFC 9111 §4.1): it is stored as one variant of its URL, keyed
+ * by the values of those fields in the request that fetched it. @return 1 when the fill has its variant
+ * (fill->hash is now the variant's), 0 when it cannot be stored (Vary: *, too many fields, no request)
+ */
+static int choose_variant(struct st_fill_t *fill, h2o_mem_pool_t *pool, edge_vary_t *vary)
+{
+    if (edge_vary_from_headers(vary, fill->headers, fill->num_headers) != 0)
+        return 0;
+    if (!h2o_linklist_is_empty(&fill->readers)) {
+        h2o_req_t *req = H2O_STRUCT_FROM_MEMBER(struct st_reader_t, link, fill->readers.next)->req;
+        h2o_iovec_t variant;
+        if (edge_vary_key(pool, vary, req->headers.entries, req->headers.size, &variant) != 0)
+            return 0;
+        fill->variant = variant;
+    } else if (!fill->has_variant) {
+        return 0; /* a background revalidation that did not know the variant */
+    }
+    fill->has_variant = 1;
+    edge_store_variant_hash(fill->key.base, fill->key.len, fill->variant.base, fill->variant.len, fill->hash);
+    return 1;
+}
+
+static void on_free_op(edge_store_op_t *op, int result)
+{
+    if (result != 0 && result != EDGE_STORE_NOTFOUND && result != EDGE_STORE_ECLOSED && result != EDGE_STORE_EPURGED)
+        EDGE_METRIC_ADD(store_errors, 1);
+    free(op);
+}
+
+/* After a variant's commit: the URL's Vary marker (what to key its variants on) and the cap on variants. */
+static void submit_vary_marker(struct st_fill_t *fill)
+{
+    edge_store_t *store = fill->thread->rt->store;
+    size_t num = 0;
+    for (size_t i = 0; i != fill->num_headers; ++i)
+        if (fill->headers[i].name == &H2O_TOKEN_VARY->buf)
+            ++num;
+    h2o_header_t *vary = h2o_mem_alloc_pool(&fill->pool, sizeof(*vary) * (num + 1));
+    num = 0;
+    for (size_t i = 0; i != fill->num_headers; ++i)
+        if (fill->headers[i].name == &H2O_TOKEN_VARY->buf)
+            vary[num++] = fill->headers[i];
+    edge_object_t marker = {0, EDGE_OBJECT_VARY_MARKER, 0, 0, fill->request_time, fill->response_time, 0, 0, vary, num};
+    h2o_iovec_t blob = edge_object_encode(&fill->pool, &marker);
+
+    /* the op outlives the fill: it owns a copy of what it points to */
+    edge_store_op_t *op = h2o_mem_alloc(sizeof(*op) + blob.len + fill->key.len);
+    memset(op, 0, sizeof(*op));
+    char *p = (char *)(op + 1);
+    memcpy(p, blob.base, blob.len);
+    memcpy(p + blob.len, fill->key.base, fill->key.len);
+    op->kind = EDGE_STORE_OP_COMMIT;
+    op->fill_id = edge_store_new_fill_id(store);
+    memcpy(op->hash, fill->url_hash, EDGE_STORE_HASH_LEN);
+    memcpy(op->group, fill->url_hash, EDGE_STORE_HASH_LEN);
+    op->data = p;
+    op->len = blob.len;
+    op->key = p + blob.len;
+    op->key_len = fill->key.len;
+    op->on_done = on_free_op;
+    edge_store_submit(store, op);
+
+    edge_store_op_t *trim = h2o_mem_alloc(sizeof(*trim));
+    memset(trim, 0, sizeof(*trim));
+    trim->kind = EDGE_STORE_OP_TRIM_GROUP;
+    memcpy(trim->hash, fill->url_hash, EDGE_STORE_HASH_LEN);
+    memcpy(trim->group, fill->url_hash, EDGE_STORE_HASH_LEN);
+    trim->max_members = EDGE_MAX_VARIANTS + 1; /* the marker is a member too, and the newest */
+    trim->on_done = on_free_op;
+    edge_store_submit(store, trim);
 }
 
 /* The purge tags of a response being stored: Surrogate-Key, Cache-Tag and X-Next-Cache-Tags (bounded). */
@@ -1035,6 +1175,7 @@ static void on_origin_head(origin_fetch_t *fetch, void *data, const origin_respo
             return;
         }
         if (fill->status >= 500 && stale_if_error_allowed(&fill->stale)) {
+            ++fill->refcnt; /* the clients leaving may cancel the fetch and drop the last other reference */
             serve_stale_on_error(fill, fill->status);
             if (fill->fetch != NULL && h2o_linklist_is_empty(&fill->readers)) {
                 origin_fetch_cancel(fill->fetch);
@@ -1043,6 +1184,7 @@ static void on_origin_head(origin_fetch_t *fetch, void *data, const origin_respo
                 fill->origin_err = ORIGIN_ERESET;
                 fill_unref(fill); /* the origin side */
             }
+            fill_unref(fill);
             return;
         }
         /* a whole new response: it replaces the stored one like any fill */
@@ -1064,6 +1206,12 @@ static void on_origin_head(origin_fetch_t *fetch, void *data, const origin_respo
             auth = request_has_authorization(
                 H2O_STRUCT_FROM_MEMBER(struct st_reader_t, link, fill->readers.next)->req);
         edge_verdict_t verdict = edge_policy_storable(&facts, auth, rt->conf->cache.max_object_size_bytes);
+        edge_vary_t vary = {0};
+        if (verdict == EDGE_VERDICT_VARY && !facts.vary_star && choose_variant(fill, pool, &vary)) {
+            /* stored as a variant: the other rules still apply */
+            facts.vary_other = 0;
+            verdict = edge_policy_storable(&facts, auth, rt->conf->cache.max_object_size_bytes);
+        }
         /* a body whose end cannot be proved is never stored (RFC 9112 §6.3: close-delimited) */
         if (verdict == EDGE_VERDICT_STORE && fill->framing == ORIGIN_FRAMING_CLOSE)
             verdict = EDGE_VERDICT_TRUNCATED;
@@ -1079,7 +1227,15 @@ static void on_origin_head(origin_fetch_t *fetch, void *data, const origin_respo
          * form is treated the same, conservatively): it is stored already stale */
         if (facts.cc.no_cache)
             fill->lifetime = 0;
-        const char *fwd = fill->stale.active ? "stale" : "miss";
+        /* Next.js answers with the old page and `x-nextjs-cache: STALE` while it regenerates, yet with full
+         * freshness: stored with none left, so the regenerated page is fetched next */
+        for (size_t i = 0; i != fill->num_headers; ++i)
+            if (!h2o_iovec_is_token(fill->headers[i].name) &&
+                h2o_memis(fill->headers[i].name->base, fill->headers[i].name->len, H2O_STRLIT("x-nextjs-cache")) &&
+                h2o_lcstris(fill->headers[i].value.base, fill->headers[i].value.len, H2O_STRLIT("stale")))
+                fill->lifetime = 0;
+        const char *fwd = fill->stale.active ? "stale" : fill->stale.vary_miss ? "vary-miss" : "miss";
+        hfp_set(fill->hash, verdict != EDGE_VERDICT_STORE);
         if (verdict == EDGE_VERDICT_STORE) {
             fill->storing = 1;
             collect_tags(fill);
@@ -1106,6 +1262,11 @@ static void on_origin_head(origin_fetch_t *fetch, void *data, const origin_respo
             sf->initial_age = fill->initial_age;
             sf->response_time = fill->response_time;
             sf->lifetime = fill->lifetime;
+            if (fill->has_variant) {
+                sf->has_vary = 1;
+                sf->vary = vary;
+                sf->variant = h2o_strdup(pool, fill->variant.base, fill->variant.len);
+            }
             sf->cache_status = h2o_concat(pool, h2o_iovec_init(fill->cache_status, strlen(fill->cache_status)),
                                           h2o_iovec_init(H2O_STRLIT("; collapsed")))
                                    .base;
@@ -1231,6 +1392,11 @@ static void on_origin_end(origin_fetch_t *fetch, void *data, int err)
         fill->commit_op.key_len = fill->key.len;
         fill->commit_op.body_size = fill->bytes;
         fill->commit_op.num_chunks = (uint32_t)fill->num_chunks;
+        if (fill->has_variant) {
+            memcpy(fill->commit_op.group, fill->url_hash, EDGE_STORE_HASH_LEN);
+            fill->commit_op.variant = fill->variant.base;
+            fill->commit_op.variant_len = fill->variant.len;
+        }
         fill->commit_op.tags = (const char *const *)fill->tags;
         fill->commit_op.tag_lens = fill->tag_lens;
         fill->commit_op.num_tags = fill->num_tags;
@@ -1244,6 +1410,8 @@ static void on_origin_end(origin_fetch_t *fetch, void *data, int err)
         ++fill->ops_in_flight;
         ++fill->refcnt;
         edge_store_submit(fill->thread->rt->store, &fill->commit_op);
+        if (fill->has_variant)
+            submit_vary_marker(fill);
     }
 
     if (err != 0 && !fill->head_received && stale_if_error_allowed(&fill->stale))
@@ -1515,6 +1683,16 @@ static void respond_head(struct st_reader_t *reader, int status, h2o_iovec_t rea
         req->res.content_length = SIZE_MAX;
         break;
     }
+    if (stored && status == 200 && framing == ORIGIN_FRAMING_LENGTH) {
+        /* RFC 9110 §14: a range of a whole response being filled (or served from the store) is answered as
+         * soon as its bytes are there; the fill itself always fetches the whole object */
+        edge_object_t view = {status};
+        view.headers = (h2o_header_t *)headers;
+        view.num_headers = num_headers;
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ACCEPT_RANGES, NULL, H2O_STRLIT("bytes"));
+        if (apply_range(req, reader, &view, (uint64_t)content_length) != 0)
+            return; /* answered (416) */
+    }
     /* RFC 9110 §9.3.2: a HEAD client gets the GET's header section, never its body */
     reader_start(reader);
 }
@@ -1593,6 +1771,18 @@ static void waiter_progress(struct st_reader_t *reader)
     }
     /* a response that may not be reused without validation (no-cache, max-age=0) serves only its own
      * request: a waiter goes to the origin itself */
+    if ((state == SF_STORING || state == SF_DONE) && sf->lifetime > 0 && sf->has_vary) {
+        /* RFC 9111 §4.1: the response varies; it serves this request only if its fields select the same variant */
+        h2o_iovec_t mine;
+        if (edge_vary_key(&req->pool, &sf->vary, req->headers.entries, req->headers.size, &mine) != 0 ||
+            !h2o_memis(mine.base, mine.len, sf->variant.base, sf->variant.len)) {
+            reader_detach_shared(reader);
+            reader->finished = 1;
+            EDGE_METRIC_ADD(req_miss, 1);
+            serve_after_commit(req, reader->key, reader->hash, reader->path, 0);
+            return;
+        }
+    }
     if ((state == SF_STORING || state == SF_DONE) && sf->lifetime > 0) {
         EDGE_METRIC_ADD(req_miss, 1);
         respond_head(reader, sf->status, sf->reason, sf->headers, sf->num_headers, sf->framing, sf->content_length, 1,
@@ -1662,6 +1852,7 @@ static struct st_fill_t *start_fetch(h2o_req_t *req, enum fill_mode mode, h2o_io
     if (stale != NULL && stale->active) {
         /* a revalidation: the stored validators go to the origin (RFC 9111 §4.3.1) */
         fill->stale = *stale;
+        fill->stale.variant = fill->variant;
         fill->stale.headers = dup_headers(&fill->pool, stale->headers, stale->num_headers);
         fill->stale_started_id = edge_store_new_fill_id(th->rt->store);
         for (size_t i = 0; i != fill->stale.num_headers; ++i) {
@@ -1673,7 +1864,15 @@ static struct st_fill_t *start_fetch(h2o_req_t *req, enum fill_mode mode, h2o_io
     }
     if (mode == FILL_CACHE) {
         fill->key = h2o_strdup(&fill->pool, key.base, key.len);
+        memcpy(fill->url_hash, hash, EDGE_STORE_HASH_LEN);
         memcpy(fill->hash, hash, EDGE_STORE_HASH_LEN);
+        if (stale != NULL && stale->has_variant) {
+            /* the URL's Vary marker named the variant this request needs */
+            fill->has_variant = 1;
+            fill->variant = h2o_strdup(&fill->pool, stale->variant.base, stale->variant.len);
+            memcpy(fill->hash, stale->hash, EDGE_STORE_HASH_LEN);
+            fill->stale.vary_miss = stale->vary_miss;
+        }
     } else if (key.len != 0) {
         fill->key = h2o_strdup(&fill->pool, key.base, key.len);
         fill->invalidates = 1;
@@ -1710,8 +1909,8 @@ static struct st_fill_t *start_fetch(h2o_req_t *req, enum fill_mode mode, h2o_io
 static void start_background_revalidation(h2o_req_t *req, h2o_iovec_t key, const uint8_t *hash, h2o_iovec_t path,
                                           const struct st_stale_t *stale)
 {
-    struct st_shared_fill_t *mine = shared_new(hash);
-    registry_attach_or_register(hash, NULL, mine);
+    struct st_shared_fill_t *mine = shared_new(stale->hash);
+    registry_attach_or_register(stale->hash, NULL, mine);
     if (!mine->registered) {
         shared_release(mine); /* one is under way already */
         return;
@@ -1901,6 +2100,7 @@ static int try_hit(h2o_req_t *req, edge_runtime_t *rt, h2o_iovec_t key, const ui
     edge_object_t obj;
     int r;
 
+    memcpy(stale->hash, hash, EDGE_STORE_HASH_LEN);
     if ((r = edge_store_read_begin(rt->store, &txn)) != 0) {
         EDGE_METRIC_ADD(store_errors, 1);
         h2o_req_log_error(req, "edge/store", "STORE_ERR read_begin: %s", edge_store_strerror(r));
@@ -1920,6 +2120,30 @@ static int try_hit(h2o_req_t *req, edge_runtime_t *rt, h2o_iovec_t key, const ui
         EDGE_METRIC_ADD(store_errors, 1);
         h2o_req_log_error(req, "edge/store", "STORE_ERR corrupt record for %.*s", (int)key.len, key.base);
         goto Miss;
+    }
+    if (obj.flags & EDGE_OBJECT_VARY_MARKER) {
+        /* RFC 9111 §4.1: the URL's responses vary; this request's variant is keyed by the fields the marker
+         * names, and stored under its own hash */
+        edge_vary_t vary;
+        h2o_iovec_t variant;
+        if (edge_vary_from_headers(&vary, obj.headers, obj.num_headers) != 0 ||
+            edge_vary_key(&req->pool, &vary, req->headers.entries, req->headers.size, &variant) != 0)
+            goto Miss;
+        stale->has_variant = 1;
+        stale->variant = variant;
+        edge_store_variant_hash(key.base, key.len, variant.base, variant.len, stale->hash);
+        if ((r = edge_store_get(txn, stale->hash, &so)) != 0 || so.key_len != key.len ||
+            memcmp(so.key, key.base, key.len) != 0 || so.variant_len != variant.len ||
+            memcmp(so.variant, variant.base, variant.len) != 0) {
+            stale->vary_miss = 1;
+            goto Miss;
+        }
+        if (edge_object_decode(&req->pool, so.meta, so.meta_len, &obj) != 0 || (obj.flags & EDGE_OBJECT_VARY_MARKER)) {
+            EDGE_METRIC_ADD(store_errors, 1);
+            h2o_req_log_error(req, "edge/store", "STORE_ERR corrupt variant record for %.*s", (int)key.len, key.base);
+            stale->vary_miss = 1;
+            goto Miss;
+        }
     }
 
     int64_t now = now_sec(), age = edge_current_age(obj.initial_age, obj.response_time, now);
@@ -2007,13 +2231,20 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
     }
     /* RFC 9111 §5.2.1.7: the client forbids going to the origin; only a whole response in flight serves */
     int only_if_cached = request_only_if_cached(req);
+    if (!only_if_cached && hfp_active(stale.hash)) {
+        /* recently unstorable: no waiting on another request's fill */
+        EDGE_METRIC_ADD(req_miss, 1);
+        start_fetch(req, FILL_CACHE, key, hash, path, &stale, NULL, 1);
+        return 0;
+    }
     /* a fill for this key in flight on any thread serves this client too */
     struct st_waiter_t *w = h2o_mem_alloc(sizeof(*w));
     memset(w, 0, sizeof(*w));
     w->thread = edge_this_thread;
     w->refcnt = 1;
-    struct st_shared_fill_t *mine = shared_new(hash), *sf;
-    if ((sf = registry_attach_or_register(hash, w, only_if_cached ? NULL : mine)) == NULL) {
+    /* a variant's fills are keyed by the variant (requests for another variant do not wait on them) */
+    struct st_shared_fill_t *mine = shared_new(stale.hash), *sf;
+    if ((sf = registry_attach_or_register(stale.hash, w, only_if_cached ? NULL : mine)) == NULL) {
         free(w);
         if (only_if_cached) {
             shared_release(mine);

@@ -1,29 +1,31 @@
 /*
- * origin/http_origin.c: the HTTP/1.1 origin, on h2o 2.2.5's h2o_http1client with one keep-alive socket
- * pool per loop.
+ * origin/http_origin.c: the HTTP/1.1 origin: our own small client on h2o 2.2.5's socket layer, with one
+ * h2o_socketpool_t of keep-alive connections per loop. h2o_http1client is not used: it asserts on some
+ * origin inputs (an unknown Transfer-Encoding, a bad Content-Length) and cannot pause or tell a cut from an end.
  *
  * Contract and state:
  * - The origin's address is resolved once in origin_create (getaddrinfo, blocking, before the threads):
  *   h2o's own resolver has one thread and no cache. DNS changes are seen after a restart only.
- * - Phases: QUEUED (waiting for a slot) -> CONNECTING (connect timer) -> WAITING_HEAD (first-byte timer)
- *   -> BODY (idle timer, unlinked while paused). `fetch->client` is non-NULL exactly while h2o's client
- *   lives; it is cleared before any code path in which h2o frees the client (a final callback, or our
- *   own h2o_http1client_cancel).
- * - h2o_http1client_cancel is never called from inside one of its callbacks: there, a cancelled fetch
- *   makes the callback return NULL / -1 and h2o closes the connection itself.
- * - Pause is the read-stop hack of H2O-2.2.5.md §5: the socket's read callback is saved and reading
- *   stopped; resume restarts it, and bytes already in sock->input go out from a 0 ms timer.
- * - h2o's io_timeout is set to a long backstop (ORIGIN_BACKSTOP_TIMEOUT_MS): our shorter timers decide.
- *
- * How truncation is told apart (h2o 2.2.5 lib/common/http1client.c, proved in test_http_origin.c):
- * - Content-Length body cut: h2o says "I/O error (body; content-length)" -> ORIGIN_ETRUNCATED.
- * - Chunked body cut inside a chunk: "I/O error (body; chunked)" -> ORIGIN_ETRUNCATED.
- * - Chunked body cut at a chunk boundary: h2o says end-of-stream, as for a real end. The real end is
- *   only reported from the decode path, which runs only when the read brought bytes (sock->bytes_read
- *   != 0); the cut is reported from the error path of a read that returned h2o_socket_error_closed, and
- *   on_read_core (evloop.c.h) returns that only when its first read() gave 0 bytes, so bytes_read == 0.
- *   Hence: chunked + end-of-stream + sock->bytes_read == 0 -> ORIGIN_ETRUNCATED.
- * - Close-delimited: end-of-stream on any close or reset; framing CLOSE, err 0 (never stored).
+ * - Phases: QUEUED (waiting for a slot) -> CONNECTING (connect timer; TLS handshake included) -> WAITING_HEAD
+ *   (first-byte timer, until the final head is parsed) -> BODY (idle timer between reads, unlinked while
+ *   paused). `connect_req` is non-NULL while the pool connects for us; `sock` is ours from then until the
+ *   fetch ends, when it goes back to the pool (complete body, keep-alive allowed, write done, nothing extra
+ *   read) or is closed (origin__http_teardown, from every other path: error, timeout, cancel, destroy).
+ * - The parsing is in http_response.c (pure). Heads: picohttpparser; 1xx heads are skipped (at most
+ *   ORIGIN_HTTP_MAX_INTERIM); the head is bounded in bytes and header lines. Body: decoded in place in
+ *   sock->input: bytes [0, decoded) are body bytes not yet given to on_body, raw bytes follow them.
+ * - Pause stops reading the socket (h2o_socket_read_stop: real backpressure, the kernel window closes);
+ *   resume restarts it and hands what is buffered to on_body from a 0 ms timer, never inside the call.
+ *   on_body gets at most ORIGIN_DELIVER_SLICE bytes a call and no more calls once it paused.
+ * - Ends: a complete body -> 0. A close or error before the end -> ETRUNCATED (Content-Length, chunked:
+ *   the 0-chunk and the trailer section must have been read), 0 for a close-delimited body (framing CLOSE,
+ *   never stored). If the close comes while paused with bytes buffered, it waits (has_final) for resume.
+ * - A pooled socket that fails (close, reset) before any response byte was a stale keep-alive connection
+ *   whose close raced the pool's liveness check: the request (which we still hold whole) is sent again on
+ *   another connection, up to ORIGIN_MAX_STALE_RETRIES times. A connection we opened ourselves is never
+ *   retried: its failure is the origin's answer.
+ * - Nothing asserts on origin bytes; every path ends the fetch with exactly one on_end (origin__emit_end),
+ *   and after a cancel inside a callback, with none (origin__fetch_free).
  */
 #include <assert.h>
 #include <netdb.h>
@@ -32,11 +34,8 @@
 #include <string.h>
 #include "origin/origin_private.h"
 
-static h2o_http1client_head_cb on_connect(h2o_http1client_t *client, const char *errstr, h2o_iovec_t **reqbufs, size_t *reqbufcnt,
-                                          int *method_is_head);
-static h2o_http1client_body_cb on_head(h2o_http1client_t *client, const char *errstr, int minor_version, int status,
-                                       h2o_iovec_t msg, h2o_header_t *headers, size_t num_headers, int rlen);
-static int on_body(h2o_http1client_t *client, const char *errstr);
+static void on_pool_connect(h2o_socket_t *sock, const char *errstr, void *data);
+static void on_read(h2o_socket_t *sock, const char *err);
 
 /* --- helpers --- */
 
@@ -47,259 +46,308 @@ static void link_timer(origin_fetch_t *fetch, h2o_timeout_t *timeout, h2o_timeou
     h2o_timeout_link(fetch->octx->loop, timeout, &fetch->timer);
 }
 
-static void stop_reading(origin_fetch_t *fetch)
+static void close_sock(origin_fetch_t *fetch)
 {
-    h2o_socket_t *sock = fetch->client != NULL ? fetch->client->sock : NULL;
-    if (sock != NULL && h2o_socket_is_reading(sock)) {
-        fetch->saved_read = sock->_cb.read;
-        h2o_socket_read_stop(sock);
-        fetch->read_stopped = 1;
+    if (fetch->sock != NULL) {
+        h2o_socket_close(fetch->sock);
+        fetch->sock = NULL;
     }
 }
-
-static void start_reading(origin_fetch_t *fetch)
-{
-    h2o_socket_t *sock = fetch->client != NULL ? fetch->client->sock : NULL;
-    if (fetch->read_stopped) {
-        fetch->read_stopped = 0;
-        if (sock != NULL && !h2o_socket_is_reading(sock))
-            h2o_socket_read_start(sock, fetch->saved_read);
-    }
-}
-
-/* Our timer fired: h2o's client is live and not on the stack. */
-static void fail_live(origin_fetch_t *fetch, int err)
-{
-    if (fetch->client != NULL) {
-        h2o_http1client_cancel(fetch->client);
-        fetch->client = NULL;
-    }
-    origin__emit_end(fetch, err);
-}
-
-static int head_error(const char *errstr)
-{
-    if (strcmp(errstr, "I/O timeout") == 0)
-        return ORIGIN_EFIRST_BYTE_TIMEOUT;
-    if (strncmp(errstr, "I/O error", 9) == 0)
-        return ORIGIN_ERESET;
-    return ORIGIN_EPROTO;
-}
-
-static int body_end_error(origin_fetch_t *fetch, const char *errstr, h2o_socket_t *sock)
-{
-    if (errstr == h2o_http1client_error_is_eos) {
-        /* see the top comment: a chunked end without fresh bytes is a close at a chunk boundary */
-        if (fetch->framing == ORIGIN_FRAMING_CHUNKED && sock->bytes_read == 0)
-            return ORIGIN_ETRUNCATED;
-        if (fetch->framing == ORIGIN_FRAMING_LENGTH && fetch->received + sock->input->size != (uint64_t)fetch->content_length)
-            return ORIGIN_ETRUNCATED;
-        return 0;
-    }
-    if (strcmp(errstr, "I/O timeout") == 0)
-        return ORIGIN_EIDLE_TIMEOUT; /* the backstop: paused too long */
-    if (strncmp(errstr, "I/O error", 9) == 0)
-        return ORIGIN_ETRUNCATED;
-    return ORIGIN_EPROTO;
-}
-
-/* Hands sock->input to on_body in slices, stopping as soon as the callee pauses (what is left stays
- * in sock->input until resume), so a paused fetch never forces the edge to take more than one slice.
- * @return 0, or -1 when the fetch was cancelled inside (not freed yet) */
-static int deliver_input(origin_fetch_t *fetch)
-{
-    h2o_socket_t *sock = fetch->client->sock;
-
-    while (sock->input->size != 0 && !fetch->paused) {
-        size_t n = sock->input->size < ORIGIN_DELIVER_SLICE ? sock->input->size : ORIGIN_DELIVER_SLICE;
-        if (origin__emit_body(fetch, sock->input->bytes, n) != 0)
-            return -1;
-        h2o_buffer_consume(&sock->input, n);
-    }
-    return 0;
-}
-
-/* --- timers --- */
 
 static void on_connect_timeout(h2o_timeout_entry_t *entry)
 {
-    fail_live(H2O_STRUCT_FROM_MEMBER(origin_fetch_t, timer, entry), ORIGIN_ECONNECT_TIMEOUT);
+    origin__emit_end(H2O_STRUCT_FROM_MEMBER(origin_fetch_t, timer, entry), ORIGIN_ECONNECT_TIMEOUT);
 }
 
 static void on_first_byte_timeout(h2o_timeout_entry_t *entry)
 {
-    fail_live(H2O_STRUCT_FROM_MEMBER(origin_fetch_t, timer, entry), ORIGIN_EFIRST_BYTE_TIMEOUT);
+    origin__emit_end(H2O_STRUCT_FROM_MEMBER(origin_fetch_t, timer, entry), ORIGIN_EFIRST_BYTE_TIMEOUT);
 }
 
 static void on_idle_timeout(h2o_timeout_entry_t *entry)
 {
-    fail_live(H2O_STRUCT_FROM_MEMBER(origin_fetch_t, timer, entry), ORIGIN_EIDLE_TIMEOUT);
+    origin__emit_end(H2O_STRUCT_FROM_MEMBER(origin_fetch_t, timer, entry), ORIGIN_EIDLE_TIMEOUT);
 }
 
-/* resume with bytes left in sock->input */
+/* Asks the pool for a connection (a pooled one, or a new one). `fetch` may be freed when this returns
+ * (the pool reports a failure synchronously; the user's on_end has run). */
+static void start_connect(origin_fetch_t *fetch)
+{
+    origin_ctx_t *octx = fetch->octx;
+    size_t before = __atomic_load_n(&octx->pool._shared.count, __ATOMIC_RELAXED);
+
+    fetch->phase = ORIGIN_PHASE_CONNECTING;
+    fetch->reused = fetch->writing = fetch->got_bytes = fetch->broken = 0;
+    fetch->interim = 0;
+    link_timer(fetch, &octx->connect_timeout, on_connect_timeout);
+    octx->connecting = fetch;
+    h2o_socketpool_connect(&fetch->connect_req, &octx->pool, octx->loop, &octx->ctx->receivers.hostinfo_getaddr, on_pool_connect,
+                           fetch);
+    octx->connecting = NULL;
+    /* the pool counts a socket when it starts a new connection, not when it hands out a pooled one */
+    if (__atomic_load_n(&octx->pool._shared.count, __ATOMIC_RELAXED) > before)
+        __atomic_fetch_add(&octx->origin->stats.connections_opened, 1, __ATOMIC_RELAXED);
+}
+
+static void on_write_complete(h2o_socket_t *sock, const char *err)
+{
+    origin_fetch_t *fetch = sock->data;
+
+    fetch->writing = 0;
+    /* a failed write (EPIPE, reset) is not decided here: the read side sees the response, if the origin
+     * sent one before closing, or the close (a stale pooled socket is retried from there) */
+    if (err != NULL)
+        fetch->broken = 1;
+}
+
+static void send_request(origin_fetch_t *fetch)
+{
+    h2o_socket_t *sock = fetch->sock;
+
+    fetch->phase = ORIGIN_PHASE_WAITING_HEAD;
+    link_timer(fetch, &fetch->octx->first_byte_timeout, on_first_byte_timeout);
+    /* h2o's writer advances the iovecs it is given: hand it a copy, keep reqbufs for a retry */
+    memcpy(fetch->wbufs, fetch->reqbufs, sizeof(fetch->wbufs));
+    fetch->writing = 1;
+    h2o_socket_write(sock, fetch->wbufs, fetch->reqbufcnt, on_write_complete);
+    /* read at once: an early close of a stale pooled socket, or an early response, is seen while writing */
+    h2o_socket_read_start(sock, on_read);
+}
+
+static void on_handshake(h2o_socket_t *sock, const char *err)
+{
+    origin_fetch_t *fetch = sock->data;
+
+    /* as h2o's http1client: a name mismatch only counts when the peer is verified */
+    if (err != NULL && !(err == h2o_socket_error_ssl_cert_name_mismatch &&
+                         (SSL_CTX_get_verify_mode(fetch->octx->origin->ssl_ctx) & SSL_VERIFY_PEER) == 0)) {
+        origin__emit_end(fetch, ORIGIN_ECONNECT);
+        return;
+    }
+    send_request(fetch);
+}
+
+static void on_pool_connect(h2o_socket_t *sock, const char *errstr, void *data)
+{
+    origin_fetch_t *fetch = data;
+    origin_ctx_t *octx = fetch->octx;
+
+    fetch->connect_req = NULL;
+    if (sock == NULL) {
+        origin__emit_end(fetch, ORIGIN_ECONNECT);
+        return;
+    }
+    fetch->sock = sock;
+    sock->data = fetch;
+    /* the pool calls back synchronously only with an idle pooled socket; new ones connect asynchronously */
+    fetch->reused = octx->connecting == fetch;
+    if (!fetch->reused) {
+        /* h2o's read loop drains the whole kernel buffer into sock->input in one event: bound that buffer so
+         * one read event brings at most about ORIGIN_RCVBUF_BYTES */
+        int rcvbuf = ORIGIN_RCVBUF_BYTES;
+        setsockopt(h2o_socket_get_fd(sock), SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+    }
+    if (octx->origin->is_tls && sock->ssl == NULL) {
+        /* the pool of h2o 2.2.5 connects TCP only; pooled TLS sockets keep their session (export/import) */
+        h2o_socket_ssl_handshake(sock, octx->origin->ssl_ctx, octx->origin->host, on_handshake);
+        return;
+    }
+    send_request(fetch);
+}
+
+/* Hands decoded body bytes to on_body in slices, stopping as soon as the callee pauses (what is left stays in
+ * sock->input until resume), so a paused fetch never forces the edge to take more than one slice.
+ * @return 0, or -1 when the fetch was cancelled inside and has been freed */
+static int deliver(origin_fetch_t *fetch)
+{
+    while (fetch->decoded != 0 && !fetch->paused) {
+        size_t n = fetch->decoded < ORIGIN_DELIVER_SLICE ? fetch->decoded : ORIGIN_DELIVER_SLICE;
+        if (origin__emit_body(fetch, fetch->sock->input->bytes, n) != 0) {
+            origin__fetch_free(fetch);
+            return -1;
+        }
+        h2o_buffer_consume(&fetch->sock->input, n);
+        fetch->decoded -= n;
+    }
+    return 0;
+}
+
+/* The body was delivered whole: give the connection back when it is clean, then end with success. */
+static void finish_ok(origin_fetch_t *fetch)
+{
+    h2o_socket_t *sock = fetch->sock;
+
+    if (fetch->keepalive && !fetch->broken && !fetch->writing && !h2o_socket_is_writing(sock) && sock->input->size == 0) {
+        fetch->sock = NULL;
+        if (h2o_socketpool_return(&fetch->octx->pool, sock) != 0)
+            h2o_socket_close(sock);
+    }
+    origin__emit_end(fetch, 0); /* closes sock if it is still ours */
+}
+
+/* After a delivery: end the fetch, or wait for bytes (reading, idle timer), or wait for resume (paused). */
+static void after_delivery(origin_fetch_t *fetch)
+{
+    h2o_socket_t *sock = fetch->sock;
+
+    if (fetch->decoded == 0 && fetch->body.complete) {
+        finish_ok(fetch);
+        return;
+    }
+    if (fetch->decoded == 0 && fetch->has_final) {
+        origin__emit_end(fetch, fetch->final_err);
+        return;
+    }
+    if (fetch->paused || fetch->has_final || fetch->body.complete) {
+        /* bytes wait for resume; nothing more is read meanwhile */
+        h2o_timeout_unlink(&fetch->timer);
+        if (h2o_socket_is_reading(sock))
+            h2o_socket_read_stop(sock);
+        return;
+    }
+    if (!h2o_socket_is_reading(sock))
+        h2o_socket_read_start(sock, on_read);
+    link_timer(fetch, &fetch->octx->idle_timeout, on_idle_timeout);
+}
+
+/* Decodes what arrived after the head (in place), notes the end of the connection, delivers. */
+static void process_body(origin_fetch_t *fetch, const char *err)
+{
+    h2o_socket_t *sock = fetch->sock;
+
+    h2o_timeout_unlink(&fetch->timer);
+    if (sock->input->size > fetch->decoded) {
+        size_t len = sock->input->size - fetch->decoded, extra;
+        if (origin_http_body_decode(&fetch->body, sock->input->bytes + fetch->decoded, &len, &extra) < 0) {
+            origin__emit_end(fetch, ORIGIN_EPROTO); /* bad chunk syntax or size */
+            return;
+        }
+        if (extra != 0)
+            fetch->broken = 1; /* bytes past the end of the response: the connection is out of step */
+        fetch->decoded += len;
+        sock->input->size = fetch->decoded;
+    }
+    if (err != NULL) {
+        /* a close or an error: the socket is done; what is decoded still goes out (after resume if paused) */
+        fetch->broken = 1;
+        if (h2o_socket_is_reading(sock))
+            h2o_socket_read_stop(sock);
+        if (!fetch->body.complete) {
+            fetch->has_final = 1;
+            /* RFC 9112 §6.3: only a close-delimited body ends with the close; the others were cut */
+            fetch->final_err = fetch->framing == ORIGIN_FRAMING_CLOSE ? 0 : ORIGIN_ETRUNCATED;
+        }
+    }
+    if (deliver(fetch) != 0)
+        return;
+    after_delivery(fetch);
+}
+
+/* Copies the end-to-end headers for on_head (request.c's filter); Content-Length was validated already by
+ * origin_http_framing (list forms included) and is left out so the filter does not judge it again. */
+static int filter_head(origin_fetch_t *fetch, const origin_http_head_t *head, h2o_header_t **kept, size_t *num_kept)
+{
+    h2o_header_t in[ORIGIN_HTTP_MAX_HEADERS];
+    size_t n = 0;
+    int64_t ignored_cl;
+    int ignored_chunked;
+
+    for (size_t i = 0; i != head->num_headers; ++i)
+        if (!h2o_lcstris(head->headers[i].name->base, head->headers[i].name->len, H2O_STRLIT("content-length")))
+            in[n++] = head->headers[i];
+    return origin__filter_response_headers(&fetch->pool, in, n, kept, num_kept, &ignored_cl, &ignored_chunked);
+}
+
+/* Parses heads in sock->input: skips 1xx, reports the final one.
+ * @return 0 when more bytes are needed, 1 when the final head was reported (phase BODY), -1 when the fetch
+ *         ended or was freed */
+static int read_head(origin_fetch_t *fetch)
+{
+    h2o_socket_t *sock = fetch->sock;
+
+    for (;;) {
+        origin_http_head_t head;
+        origin_http_framing_t fr;
+        int len = origin_http_parse_head(sock->input->bytes, sock->input->size, &head);
+        if (len == -2)
+            return 0;
+        if (len < 0)
+            goto Invalid;
+        switch (origin_http_framing(&head, fetch->is_head, &fr)) {
+        case ORIGIN_HTTP_INTERIM:
+            if (++fetch->interim > ORIGIN_HTTP_MAX_INTERIM)
+                goto Invalid;
+            h2o_buffer_consume(&sock->input, len);
+            continue;
+        case ORIGIN_HTTP_FINAL:
+            break;
+        default:
+            goto Invalid;
+        }
+
+        h2o_header_t *kept;
+        size_t num_kept;
+        if (filter_head(fetch, &head, &kept, &num_kept) != 0)
+            goto Invalid;
+        fetch->framing = fr.framing;
+        fetch->content_length = fr.framing == ORIGIN_FRAMING_CHUNKED ? -1 : fr.content_length;
+        fetch->keepalive = fr.keepalive;
+        origin_http_body_init(&fetch->body, fr.framing, fetch->content_length);
+        h2o_timeout_unlink(&fetch->timer);
+        origin_response_t res = {head.status, head.reason, kept, num_kept, fetch->content_length, fetch->framing};
+        /* names, values and the reason point into sock->input: consume the head only after on_head */
+        if (origin__emit_head(fetch, &res) != 0) {
+            origin__fetch_free(fetch);
+            return -1;
+        }
+        h2o_buffer_consume(&sock->input, len);
+        fetch->decoded = 0;
+        fetch->phase = ORIGIN_PHASE_BODY;
+        return 1;
+    }
+
+Invalid:
+    origin__emit_end(fetch, ORIGIN_EPROTO);
+    return -1;
+}
+
+static void on_read(h2o_socket_t *sock, const char *err)
+{
+    origin_fetch_t *fetch = sock->data;
+
+    if (fetch->phase == ORIGIN_PHASE_WAITING_HEAD) {
+        if (sock->input->size != 0)
+            fetch->got_bytes = 1;
+        int ret = read_head(fetch);
+        if (ret < 0)
+            return;
+        if (ret == 0) {
+            if (err == NULL)
+                return; /* the first-byte timer runs on */
+            if (!fetch->got_bytes && fetch->reused && fetch->retries < ORIGIN_MAX_STALE_RETRIES) {
+                /* a stale pooled connection: send the request again on another one */
+                ++fetch->retries;
+                close_sock(fetch);
+                start_connect(fetch);
+                return;
+            }
+            origin__emit_end(fetch, ORIGIN_ERESET);
+            return;
+        }
+    }
+    process_body(fetch, err);
+}
+
+/* resume with body bytes left in sock->input, or with the end of the connection pending */
 static void on_deferred_body(h2o_timeout_entry_t *entry)
 {
     origin_fetch_t *fetch = H2O_STRUCT_FROM_MEMBER(origin_fetch_t, defer, entry);
 
-    if (fetch->paused || fetch->client == NULL)
+    if (fetch->paused || fetch->sock == NULL)
         return;
-    if (deliver_input(fetch) != 0) {
-        origin__fetch_free(fetch); /* not inside an h2o callback: cancels the client */
+    if (deliver(fetch) != 0)
         return;
-    }
-    if (fetch->paused) {
-        h2o_timeout_unlink(&fetch->timer);
-        stop_reading(fetch);
-    }
-}
-
-/* resume after the client ended while paused */
-static void on_deferred_final(h2o_timeout_entry_t *entry)
-{
-    origin_fetch_t *fetch = H2O_STRUCT_FROM_MEMBER(origin_fetch_t, defer, entry);
-
-    if (fetch->paused)
-        return;
-    if (fetch->pending_len != 0) {
-        int rc = origin__emit_body(fetch, fetch->pending, fetch->pending_len);
-        free(fetch->pending);
-        fetch->pending = NULL;
-        fetch->pending_len = 0;
-        if (rc != 0) {
-            origin__fetch_free(fetch);
-            return;
-        }
-        if (fetch->paused)
-            return; /* on_end after the next resume */
-    }
-    origin__emit_end(fetch, fetch->final_err);
-}
-
-/* --- h2o callbacks --- */
-
-static h2o_http1client_head_cb on_connect(h2o_http1client_t *client, const char *errstr, h2o_iovec_t **reqbufs, size_t *reqbufcnt,
-                                          int *method_is_head)
-{
-    origin_fetch_t *fetch = client->data;
-
-    h2o_timeout_unlink(&fetch->timer);
-    if (errstr != NULL) {
-        fetch->client = NULL;
-        origin__emit_end(fetch, strcmp(errstr, "connection timeout") == 0 ? ORIGIN_ECONNECT_TIMEOUT : ORIGIN_ECONNECT);
-        return NULL;
-    }
-    /* h2o's read loop drains the whole kernel buffer into sock->input before a pause can take
-     * effect: bound that buffer so one read event brings at most ORIGIN_RCVBUF_BYTES */
-    int rcvbuf = ORIGIN_RCVBUF_BYTES;
-    setsockopt(h2o_socket_get_fd(client->sock), SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
-    *reqbufs = fetch->reqbufs;
-    *reqbufcnt = fetch->reqbufcnt;
-    *method_is_head = fetch->is_head;
-    fetch->phase = ORIGIN_PHASE_WAITING_HEAD;
-    link_timer(fetch, &fetch->octx->first_byte_timeout, on_first_byte_timeout);
-    return on_head;
-}
-
-static h2o_http1client_body_cb on_head(h2o_http1client_t *client, const char *errstr, int minor_version, int status,
-                                       h2o_iovec_t msg, h2o_header_t *headers, size_t num_headers, int rlen)
-{
-    origin_fetch_t *fetch = client->data;
-    origin_response_t res;
-    h2o_header_t *kept;
-    size_t num_kept;
-    int64_t content_length;
-    int is_chunked;
-
-    h2o_timeout_unlink(&fetch->timer);
-    if (errstr != NULL && errstr != h2o_http1client_error_is_eos) {
-        fetch->client = NULL;
-        origin__emit_end(fetch, head_error(errstr));
-        return NULL;
-    }
-    /*
-     * We never ask for an upgrade (1xx other than 101 were consumed by h2o). Both Content-Length and
-     * chunked is refused: RFC 9112 §6.3 calls it a smuggling sign, and h2o 2.2.5 parses Content-Length
-     * into the union that holds the chunked decoder, which then decodes garbage (seen: a hang).
-     */
-    if (status < 200 || status > 999 ||
-        origin__filter_response_headers(&fetch->pool, headers, num_headers, &kept, &num_kept, &content_length, &is_chunked) != 0 ||
-        (is_chunked && content_length >= 0)) {
-        fetch->client = NULL;
-        origin__emit_end(fetch, ORIGIN_EPROTO);
-        return NULL;
-    }
-
-    /* mirror h2o's choice of body reader (RFC 9112 §6.3: chunked wins over Content-Length) */
-    if (errstr == h2o_http1client_error_is_eos) {
-        fetch->framing = ORIGIN_FRAMING_NONE;
-    } else if (is_chunked) {
-        fetch->framing = ORIGIN_FRAMING_CHUNKED;
-        content_length = -1;
-    } else if (content_length >= 0) {
-        fetch->framing = ORIGIN_FRAMING_LENGTH;
-    } else {
-        fetch->framing = ORIGIN_FRAMING_CLOSE;
-    }
-    fetch->content_length = content_length;
-
-    res = (origin_response_t){status, msg, kept, num_kept, content_length, fetch->framing};
-    if (origin__emit_head(fetch, &res) != 0) {
-        fetch->client = NULL; /* returning NULL makes h2o close it */
-        origin__fetch_free(fetch);
-        return NULL;
-    }
-    if (errstr == h2o_http1client_error_is_eos) {
-        fetch->client = NULL;
-        origin__emit_end(fetch, 0);
-        return NULL;
-    }
-    fetch->phase = ORIGIN_PHASE_BODY;
-    if (!fetch->paused)
-        link_timer(fetch, &fetch->octx->idle_timeout, on_idle_timeout);
-    /* if paused, h2o is about to restart reading; on_body stops it again */
-    return on_body;
-}
-
-static int on_body(h2o_http1client_t *client, const char *errstr)
-{
-    origin_fetch_t *fetch = client->data;
-    h2o_socket_t *sock = client->sock;
-
-    h2o_timeout_unlink(&fetch->timer);
-
-    if (errstr == NULL) {
-        if (!fetch->paused && deliver_input(fetch) != 0) {
-            fetch->client = NULL;
-            origin__fetch_free(fetch);
-            return -1;
-        }
-        if (fetch->paused)
-            stop_reading(fetch);
-        else
-            link_timer(fetch, &fetch->octx->idle_timeout, on_idle_timeout);
-        return 0;
-    }
-
-    /* the last call: h2o frees the client when we return */
-    int err = body_end_error(fetch, errstr, sock);
-    fetch->client = NULL;
-    fetch->read_stopped = 0;
-    if (err == 0 && sock->input->size != 0) {
-        if (fetch->paused) {
-            fetch->pending = h2o_mem_alloc(sock->input->size);
-            memcpy(fetch->pending, sock->input->bytes, sock->input->size);
-            fetch->pending_len = sock->input->size;
-            fetch->final_err = 0;
-            fetch->has_final = 1;
-            return 0;
-        }
-        if (origin__emit_body(fetch, sock->input->bytes, sock->input->size) != 0) {
-            origin__fetch_free(fetch);
-            return -1;
-        }
-    }
-    origin__emit_end(fetch, err);
-    return 0;
+    after_delivery(fetch);
 }
 
 /* --- entry points from origin.c --- */
@@ -327,7 +375,11 @@ int origin__http_init(origin_t *origin, const conf_origin_t *conf, char *err, si
         snprintf(err, errlen, "cannot resolve %s: %s", conf->host, gai_strerror(gai));
         return -1;
     }
-    assert(res->ai_addrlen <= sizeof(origin->addr));
+    if (res->ai_addrlen > sizeof(origin->addr)) {
+        freeaddrinfo(res);
+        snprintf(err, errlen, "cannot resolve %s: address too long", conf->host);
+        return -1;
+    }
     memcpy(&origin->addr, res->ai_addr, res->ai_addrlen);
     origin->addrlen = res->ai_addrlen;
     freeaddrinfo(res);
@@ -342,7 +394,7 @@ int origin__http_init(origin_t *origin, const conf_origin_t *conf, char *err, si
             snprintf(err, errlen, "cannot load the system certificate store");
             return -1;
         }
-        /* h2o verifies the certificate and the name (the pool's host, see origin__http_ctx_init) */
+        /* OpenSSL verifies the chain; h2o_socket_ssl_handshake sends SNI and checks the name (origin->host) */
         SSL_CTX_set_verify(origin->ssl_ctx, SSL_VERIFY_PEER, NULL);
     }
     return 0;
@@ -351,23 +403,10 @@ int origin__http_init(origin_t *origin, const conf_origin_t *conf, char *err, si
 void origin__http_ctx_init(origin_ctx_t *octx)
 {
     origin_t *origin = octx->origin;
-    uint64_t backstop = ORIGIN_BACKSTOP_TIMEOUT_MS, longest = origin->connect_timeout_ms;
 
-    if (longest < origin->first_byte_timeout_ms)
-        longest = origin->first_byte_timeout_ms;
-    if (longest < origin->idle_timeout_ms)
-        longest = origin->idle_timeout_ms;
-    if (backstop < 2 * longest)
-        backstop = 2 * longest;
-    h2o_timeout_init(octx->loop, &octx->io_timeout, backstop);
-    octx->client_ctx =
-        (h2o_http1client_ctx_t){octx->loop, &octx->ctx->receivers.hostinfo_getaddr, &octx->io_timeout, NULL, origin->ssl_ctx};
-
+    /* `capacity` is ignored by h2o 2.2.5 (H2O-2.2.5.md §5): the cap is our slot count, see origin.c */
     h2o_socketpool_init_by_address(&octx->pool, (struct sockaddr *)&origin->addr, origin->addrlen, origin->is_tls,
                                    origin->max_connections_per_loop);
-    /* by address, the pool's host is the numeric address; TLS needs the name for SNI and verification */
-    free(octx->pool.peer.host.base);
-    octx->pool.peer.host = h2o_strdup(NULL, origin->host, strlen(origin->host));
     /* mandatory before the first connect (H2O-2.2.5.md §5: NULL loop otherwise) */
     h2o_socketpool_set_timeout(&octx->pool, octx->loop, origin->pool_idle_timeout_ms);
     octx->has_pool = 1;
@@ -379,7 +418,6 @@ void origin__http_ctx_dispose(origin_ctx_t *octx)
         h2o_socketpool_dispose(&octx->pool);
         octx->has_pool = 0;
     }
-    h2o_timeout_dispose(octx->loop, &octx->io_timeout);
 }
 
 int origin__http_start(origin_fetch_t *fetch, const origin_request_t *req)
@@ -400,44 +438,33 @@ int origin__http_start(origin_fetch_t *fetch, const origin_request_t *req)
 
 void origin__http_dispatch(origin_fetch_t *fetch)
 {
-    origin_ctx_t *octx = fetch->octx;
-    origin_t *origin = octx->origin;
-    size_t before = __atomic_load_n(&octx->pool._shared.count, __ATOMIC_RELAXED);
-
-    __atomic_fetch_add(&origin->stats.requests, 1, __ATOMIC_RELAXED);
-    fetch->phase = ORIGIN_PHASE_CONNECTING;
-    link_timer(fetch, &octx->connect_timeout, on_connect_timeout);
-    /* may call on_connect synchronously (pooled socket, or socket() failure): `fetch` may be gone after this */
-    h2o_http1client_connect_with_pool(&fetch->client, fetch, &octx->client_ctx, &octx->pool, on_connect);
-    /* the pool counts a socket when it starts a new connection, not when it hands out a pooled one */
-    if (__atomic_load_n(&octx->pool._shared.count, __ATOMIC_RELAXED) > before)
-        __atomic_fetch_add(&origin->stats.connections_opened, 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&fetch->octx->origin->stats.requests, 1, __ATOMIC_RELAXED);
+    start_connect(fetch); /* `fetch` may be gone after this */
 }
 
 void origin__http_pause(origin_fetch_t *fetch)
 {
     /* before the head, connect and first-byte timers keep running (there is nothing to hold back yet) */
-    if (fetch->phase != ORIGIN_PHASE_BODY)
+    if (fetch->phase != ORIGIN_PHASE_BODY || fetch->sock == NULL)
         return;
     h2o_timeout_unlink(&fetch->timer);
-    stop_reading(fetch);
+    if (h2o_socket_is_reading(fetch->sock))
+        h2o_socket_read_stop(fetch->sock);
 }
 
 void origin__http_resume(origin_fetch_t *fetch)
 {
-    if (fetch->has_final) {
-        if (!h2o_timeout_is_linked(&fetch->defer)) {
-            fetch->defer.cb = on_deferred_final;
-            h2o_timeout_link(fetch->octx->loop, &fetch->octx->zero, &fetch->defer);
-        }
+    h2o_socket_t *sock = fetch->sock;
+
+    if (fetch->phase != ORIGIN_PHASE_BODY || sock == NULL)
         return;
-    }
-    if (fetch->phase != ORIGIN_PHASE_BODY || fetch->client == NULL)
-        return;
-    start_reading(fetch);
-    if (!h2o_timeout_is_linked(&fetch->timer))
+    if (!fetch->has_final && !fetch->body.complete) {
+        if (!h2o_socket_is_reading(sock))
+            h2o_socket_read_start(sock, on_read);
         link_timer(fetch, &fetch->octx->idle_timeout, on_idle_timeout);
-    if (fetch->client->sock->input->size != 0 && !h2o_timeout_is_linked(&fetch->defer)) {
+    }
+    /* never deliver from inside origin_fetch_resume: from the loop, through octx->zero */
+    if ((fetch->decoded != 0 || fetch->has_final || fetch->body.complete) && !h2o_timeout_is_linked(&fetch->defer)) {
         fetch->defer.cb = on_deferred_body;
         h2o_timeout_link(fetch->octx->loop, &fetch->octx->zero, &fetch->defer);
     }
@@ -445,10 +472,9 @@ void origin__http_resume(origin_fetch_t *fetch)
 
 void origin__http_teardown(origin_fetch_t *fetch)
 {
-    if (fetch->client != NULL) {
-        h2o_http1client_cancel(fetch->client);
-        fetch->client = NULL;
+    if (fetch->connect_req != NULL) {
+        h2o_socketpool_cancel_connect(fetch->connect_req);
+        fetch->connect_req = NULL;
     }
-    free(fetch->pending);
-    fetch->pending = NULL;
+    close_sock(fetch);
 }

@@ -1,9 +1,10 @@
 /*
  * origin/origin.h: the one interface through which the edge talks to an origin.
  *
- * Two implementations sit behind it: an HTTP/1.1 origin (h2o's http1client with a keep-alive pool,
- * `http_origin.c`) and a local directory of static files (`dir_origin.c`). The edge never knows
- * which one it is talking to.
+ * Two implementations sit behind it: an HTTP/1.1 origin (our own client on h2o's sockets and
+ * socket pool, `http_origin.c`, with the pure response parser in `http_response.c`; h2o 2.2.5's
+ * http1client aborts the process on some malformed responses) and a local directory of static files
+ * (`dir_origin.c`). The edge never knows which one it is talking to.
  *
  * Threads and lifetimes:
  * - origin_t is created once in main from the config, before the worker threads, and is read-only

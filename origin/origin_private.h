@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 #include "origin/origin.h"
+#include "origin/http_response.h"
 
 /* Fetches waiting for a connection slot on one loop; beyond this they end with ORIGIN_EOVERLOAD. */
 #ifndef ORIGIN_MAX_QUEUE
@@ -33,13 +34,11 @@
 #ifndef ORIGIN_RCVBUF_BYTES
 #define ORIGIN_RCVBUF_BYTES (256 * 1024)
 #endif
-/*
- * The http1client's own io_timeout. Our connect / first-byte / idle timers are shorter and fire first;
- * this one only ends a fetch that stays paused longer than this (h2o keeps its timer running while the
- * read is stopped), reported as ORIGIN_EIDLE_TIMEOUT.
- */
-#ifndef ORIGIN_BACKSTOP_TIMEOUT_MS
-#define ORIGIN_BACKSTOP_TIMEOUT_MS (10 * 60 * 1000)
+/* Attempts of one fetch on pooled connections that died before any response byte (a close racing the
+ * pool's MSG_PEEK liveness check): each such failure is retried on another connection, at most this many
+ * times; a failure on a connection this fetch opened itself is never retried. */
+#ifndef ORIGIN_MAX_STALE_RETRIES
+#define ORIGIN_MAX_STALE_RETRIES 3
 #endif
 
 struct st_origin_t {
@@ -77,9 +76,8 @@ struct st_origin_ctx_t {
     h2o_timeout_t connect_timeout;
     h2o_timeout_t first_byte_timeout;
     h2o_timeout_t idle_timeout;
-    h2o_timeout_t io_timeout; /* backstop for the http1client, see ORIGIN_BACKSTOP_TIMEOUT_MS */
-    h2o_http1client_ctx_t client_ctx;
     h2o_socketpool_t pool;
+    origin_fetch_t *connecting; /* the fetch inside h2o_socketpool_connect: a callback then is synchronous */
     int has_pool;
     unsigned inflight;
     h2o_linklist_t waitq;
@@ -110,8 +108,7 @@ struct st_origin_fetch_t {
     unsigned canceled : 1;
     unsigned ending : 1; /* on_end is running: cancel is a no-op */
     unsigned is_head : 1;
-    unsigned read_stopped : 1;
-    unsigned has_final : 1; /* http: the client ended while paused; `pending` and `final_err` wait for resume */
+    unsigned has_final : 1; /* http: the connection ended (final_err) while body bytes wait in sock->input */
     unsigned in_cb;
     int deferred_err;           /* for on_deferred_end */
     h2o_timeout_entry_t timer;  /* connect, first-byte or idle timer: one at a time */
@@ -121,13 +118,21 @@ struct st_origin_fetch_t {
     int64_t content_length;
     uint64_t received;
     /* http */
-    h2o_http1client_t *client;
-    h2o_iovec_t reqbufs[2];
+    h2o_socketpool_connect_request_t *connect_req; /* non-NULL while the pool connects for us */
+    h2o_socket_t *sock;                            /* non-NULL from connect until the fetch ends */
+    h2o_iovec_t reqbufs[2];                        /* the request, kept intact for a retry */
+    h2o_iovec_t wbufs[2];                          /* the copy given to h2o_socket_write (it edits them) */
     size_t reqbufcnt;
-    h2o_socket_cb saved_read;
-    char *pending; /* malloc'ed body bytes kept after the client ended while paused */
-    size_t pending_len;
-    int final_err;
+    unsigned reused : 1;    /* sock came idle from the pool */
+    unsigned writing : 1;   /* the request write has not completed */
+    unsigned got_bytes : 1; /* a response byte arrived on sock */
+    unsigned keepalive : 1; /* the head allows reusing sock after a complete body */
+    unsigned broken : 1;    /* sock must not be reused whatever the head says (write error, bytes past the end) */
+    unsigned retries;       /* see ORIGIN_MAX_STALE_RETRIES */
+    unsigned interim;       /* 1xx heads skipped */
+    origin_http_body_t body;
+    size_t decoded; /* sock->input->bytes[0 .. decoded) are body bytes not yet given to on_body */
+    int final_err;  /* with has_final */
     /* directory */
     h2o_iovec_t method;
     h2o_iovec_t path;
@@ -145,7 +150,7 @@ void origin__fetch_free(origin_fetch_t *fetch);
 int origin__emit_head(origin_fetch_t *fetch, const origin_response_t *res);
 /** Calls on_body. @return 0, or -1 when the fetch was cancelled inside (caller tears down and frees) */
 int origin__emit_body(origin_fetch_t *fetch, const char *bytes, size_t len);
-/** Calls on_end, counts an error, then frees the fetch. The http1client must be gone or be going. */
+/** Calls on_end, counts an error, then frees the fetch (closing its connection if it still has one). */
 void origin__emit_end(origin_fetch_t *fetch, int err);
 /** Ends the fetch with err from the loop (octx->zero), not from the caller's stack. */
 void origin__defer_end(origin_fetch_t *fetch, int err);

@@ -183,7 +183,10 @@ class NextApp:
             try:
                 conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
                 conn.request("GET", "/")
-                if conn.getresponse().status == 200:
+                resp = conn.getresponse()
+                # the port was free when picked, but another process may have taken it since: only our Next.js
+                # app counts as ready (it answers with X-Powered-By: Next.js)
+                if resp.status == 200 and (resp.getheader("x-powered-by") or "").startswith("Next.js"):
                     conn.close()
                     return self
                 conn.close()

@@ -1,9 +1,11 @@
 """RFC 9111 / RFC 9213 behaviour beyond the storing rules: targeted cache control, internal fields,
 invalidation by unsafe methods, no-cache, only-if-cached."""
 
+import threading
+import time
 import unittest
 
-from harness import EdgeTestCase, curl, url
+from harness import SLOWDOWN, EdgeTestCase, curl, url
 
 
 class HttpCaching(EdgeTestCase):
@@ -178,6 +180,45 @@ class HttpCaching(EdgeTestCase):
         self.assertEqual(r.version, "2")
         self.assertEqual(r.status, 206, r)
         self.assertEqual(r.body, full[70000:70100])
+
+    def test_range_on_a_miss(self):
+        # the fill fetches the whole object once; the client gets its range; the next request is a hit
+        t = url("/big/range-miss", cc="max-age=600", size=300 << 10)
+        r = self.get(t, headers={"Range": "bytes=200000-200099"})
+        self.assertEqual(r.status, 206, r)
+        self.assertEqual(r.header("content-range"), "bytes 200000-200099/%d" % (300 << 10))
+        self.assertEqual(len(r.body), 100)
+        self.assertIsNone(self.origin.last(t).header("range"), "the fill must fetch the whole object")
+        full = self.get(t).body
+        self.assertEqual(len(full), 300 << 10)
+        self.assertEqual(r.body, full[200000:200100])
+        self.assertEqual(self.origin.count(t), 1)
+
+    def test_hot_uncacheable_url_never_queues(self):
+        # hit-for-pass: once a key is known uncacheable, its requests go to the origin in parallel
+        t = url("/r/hfp", cc="no-store", delay_ms=800)
+        self.assertNotStored(self.get(t, timeout=10 * SLOWDOWN), "no-store")
+        results = []
+        threads = [threading.Thread(target=lambda: results.append(self.get(t, timeout=20 * SLOWDOWN)))
+                   for _ in range(6)]
+        started = time.monotonic()
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        elapsed = time.monotonic() - started
+        self.assertEqual([r.status for r in results], [200] * 6)
+        self.assertEqual(self.origin.count(t), 7)
+        # queued behind one another's fills they would take at least two origin round trips (1.6 s)
+        self.assertLess(elapsed, 1.5 * SLOWDOWN, "requests for an uncacheable URL waited on each other")
+
+    def test_nextjs_stale_answer_is_stored_without_freshness(self):
+        # Next.js serves the old page with x-nextjs-cache: STALE (and full s-maxage) while it regenerates
+        t = url("/r/next-stale", cc="s-maxage=60", hdr="x-nextjs-cache:STALE")
+        self.assertStored(self.get(t))
+        r = self.get(t)
+        self.assertNotIn("hit", r.edge_status(), r)
+        self.assertEqual(self.origin.count(t), 2)
 
 
 if __name__ == "__main__":

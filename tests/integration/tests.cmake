@@ -46,6 +46,7 @@ edge_integration_test(test_22_purge_stream 180)
 edge_integration_test(test_10_shutdown_watchdog 120)
 edge_integration_test(test_11_http_caching 120)
 edge_integration_test(test_12_stale 120)
+edge_integration_test(test_13_vary 120)
 # fixed ports 8080/8443/8081: never run beside anything else that might use them
 set_tests_properties(integration.test_09_embedded_default PROPERTIES RESOURCE_LOCK edge_fixed_ports)
 # the harness self-test needs no binary; every other test needs cdn-edge built
@@ -54,3 +55,4 @@ set_tests_properties(integration.test_00_harness PROPERTIES ENVIRONMENT "PYTHOND
 # on a slow network); later runs reuse node_modules and .next in the fixture dir. Skips only when npm is unreachable.
 edge_integration_test(test_30_nextjs 600 nextjs)
 set_tests_properties(integration.test_30_nextjs PROPERTIES RESOURCE_LOCK nextjs_fixture)
+edge_integration_test(test_23_purge_fleet 120)

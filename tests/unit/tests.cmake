@@ -20,3 +20,4 @@ edge_unit_test(test_range ${CMAKE_CURRENT_SOURCE_DIR}/unit/edge/test_range.c cdn
 edge_unit_test(test_vary ${CMAKE_CURRENT_SOURCE_DIR}/unit/edge/test_vary.c cdn_edge)
 edge_unit_test(test_purge_stream ${CMAKE_CURRENT_SOURCE_DIR}/unit/purge/test_purge_stream.c cdn_edge)
 edge_unit_test(test_store_cursor ${CMAKE_CURRENT_SOURCE_DIR}/unit/edge/test_store_cursor.c cdn_edge)
+edge_unit_test(test_http_response ${CMAKE_CURRENT_SOURCE_DIR}/unit/origin/test_http_response.c cdn_origin)

@@ -1,7 +1,8 @@
 /*
  * End-to-end tests of origin/http_origin.c: a real h2o loop in the test, against a tiny HTTP origin
  * written here (127.0.0.1, port 0, one thread per connection, behaviour chosen by the request path).
- * They prove the framing and truncation rules of the header: a chunked body cut at a chunk boundary
+ * They prove the framing, parsing, keep-alive and stale-connection rules of http_origin.c and the truncation
+ * rules of the header: a chunked body cut at a chunk boundary
  * and a Content-Length body cut short both end with ORIGIN_ETRUNCATED, never with success.
  * Timeouts are short real durations (100-300 ms); the origin never sleeps: where the order of reads
  * matters it waits on a semaphore the test posts once the client has seen the first bytes.
@@ -97,12 +98,15 @@ static void *conn_main(void *arg)
     size_t have = 0;
     char method[16], path[256];
     ssize_t reqlen;
+    int drop_next = 0; /* close the connection on its next request, without an answer (a stale keep-alive) */
 
     while ((reqlen = read_request(fd, buf, 65536, &have, method, path)) > 0) {
         char head[512];
         pthread_mutex_lock(&server.mutex);
         ++server.requests;
         pthread_mutex_unlock(&server.mutex);
+        if (drop_next)
+            break;
         if (strcmp(path, "/cl") == 0) {
             write_str(fd, "HTTP/1.1 200 OK\r\nContent-Length: 11\r\nX-Test: a\r\nConnection: keep-alive, x-hop\r\n"
                           "X-Hop: 1\r\nKeep-Alive: timeout=5\r\n\r\nhello world");
@@ -142,6 +146,62 @@ static void *conn_main(void *arg)
             break;
         } else if (strcmp(path, "/dup-cl") == 0) {
             write_str(fd, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd");
+            break;
+        } else if (strcmp(path, "/te-gzip-chunked") == 0) {
+            write_str(fd, "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n");
+        } else if (strcmp(path, "/te-Chunked") == 0) {
+            write_str(fd, "HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n");
+        } else if (strcmp(path, "/chunked-trailer") == 0) {
+            write_str(fd, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-Trailer: 1\r\n\r\n");
+        } else if (strcmp(path, "/chunked-bad") == 0) {
+            write_str(fd, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n");
+        } else if (strcmp(path, "/cl-12abc") == 0) {
+            write_str(fd, "HTTP/1.1 200 OK\r\nContent-Length: 12abc\r\n\r\nhello world!");
+        } else if (strcmp(path, "/interim") == 0) {
+            write_str(fd, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+                          "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Final: 1\r\n\r\nok");
+        } else if (strcmp(path, "/interim-flood") == 0) {
+            for (int i = 0; i != ORIGIN_HTTP_MAX_INTERIM + 1; ++i)
+                write_str(fd, "HTTP/1.1 100 Continue\r\n\r\n");
+            write_str(fd, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        } else if (strcmp(path, "/huge-head") == 0) {
+            /* one header line longer than the whole head may be */
+            static char line[ORIGIN_HTTP_MAX_HEAD_BYTES + 16];
+            memset(line, 'a', sizeof(line));
+            write_str(fd, "HTTP/1.1 200 OK\r\nX-Huge: ");
+            write_all(fd, line, sizeof(line));
+            write_str(fd, "\r\nContent-Length: 2\r\n\r\nok");
+        } else if (strcmp(path, "/many-headers") == 0) {
+            write_str(fd, "HTTP/1.1 200 OK\r\n");
+            for (int i = 0; i != ORIGIN_HTTP_MAX_HEADERS + 1; ++i)
+                write_str(fd, "X-Many: 1\r\n");
+            write_str(fd, "Content-Length: 2\r\n\r\nok");
+        } else if (strcmp(path, "/http10") == 0) {
+            /* no keep-alive in HTTP/1.0 unless asked: the connection stays open here, the client must close it */
+            write_str(fd, "HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\nhello");
+        } else if (strcmp(path, "/http10-keepalive") == 0) {
+            write_str(fd, "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 5\r\n\r\nhello");
+        } else if (strcmp(path, "/conn-close-open") == 0) {
+            write_str(fd, "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 5\r\n\r\nhello");
+        } else if (strcmp(path, "/extra") == 0) {
+            write_str(fd, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloEXTRA");
+        } else if (strcmp(path, "/stale-next") == 0) {
+            write_str(fd, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst");
+            drop_next = 1;
+        } else if (strcmp(path, "/close-after") == 0) {
+            write_str(fd, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst");
+            break;
+        } else if (strcmp(path, "/big-close") == 0 || strcmp(path, "/big-cut") == 0) {
+            int cut = strcmp(path, "/big-cut") == 0;
+            for (size_t i = 0; i != BIG_SIZE; ++i)
+                big[i] = (char)('A' + (i * 7) % 26);
+            if (cut) {
+                int n = snprintf(head, sizeof(head), "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", BIG_SIZE + 100);
+                write_all(fd, head, n);
+            } else {
+                write_str(fd, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
+            }
+            write_all(fd, big, BIG_SIZE);
             break;
         } else if (strcmp(path, "/garbage") == 0) {
             write_str(fd, "SPDY/9 what\r\n\r\n");
@@ -220,6 +280,14 @@ static unsigned server_conns(void)
 {
     pthread_mutex_lock(&server.mutex);
     unsigned n = server.num_conns;
+    pthread_mutex_unlock(&server.mutex);
+    return n;
+}
+
+static unsigned server_requests(void)
+{
+    pthread_mutex_lock(&server.mutex);
+    unsigned n = server.requests;
     pthread_mutex_unlock(&server.mutex);
     return n;
 }
@@ -584,6 +652,227 @@ static void test_overload(void **state)
     fixture_dispose(&f);
 }
 
+/* Origin input that made h2o's http1client abort the process: each ends the fetch with one clear error. */
+static void test_bad_framing_is_an_error_not_a_crash(void **state)
+{
+    static const struct {
+        const char *path;
+        int err, heads;
+        const char *body;
+    } cases[] = {
+        {"/te-gzip-chunked", ORIGIN_EPROTO, 0, NULL}, /* h2o 2.2.5: assertion in on_error_before_head */
+        {"/te-Chunked", 0, 1, "hello world"},         /* the coding name is case-insensitive */
+        {"/chunked-and-cl", ORIGIN_EPROTO, 0, NULL},  /* both framings: a smuggling sign */
+        {"/dup-cl", ORIGIN_EPROTO, 0, NULL},          /* two different lengths */
+        {"/cl-12abc", ORIGIN_EPROTO, 0, NULL},        /* not 1*DIGIT */
+        {"/interim-flood", ORIGIN_EPROTO, 0, NULL},   /* more 1xx than ORIGIN_HTTP_MAX_INTERIM */
+        {"/huge-head", ORIGIN_EPROTO, 0, NULL},       /* over ORIGIN_HTTP_MAX_HEAD_BYTES */
+        {"/many-headers", ORIGIN_EPROTO, 0, NULL},    /* over ORIGIN_HTTP_MAX_HEADERS */
+        {"/chunked-bad", ORIGIN_EPROTO, 1, NULL},     /* the head was fine, the chunk size is not */
+        {"/chunked-trailer", 0, 1, "hello"},
+    };
+    struct fixture f;
+    fixture_init(&f);
+    for (size_t i = 0; i != sizeof(cases) / sizeof(cases[0]); ++i) {
+        struct rec r = {0};
+        print_message("case: %s\n", cases[i].path);
+        fetch(&f, &r, "GET", cases[i].path);
+        assert_int_equal(r.ends, 1);
+        assert_int_equal(r.err, cases[i].err);
+        assert_int_equal(r.heads, cases[i].heads);
+        if (cases[i].body != NULL)
+            assert_string_equal(r.body, cases[i].body);
+        if (cases[i].err != 0)
+            assert_int_equal(origin_error_status(r.err), 502);
+        rec_dispose(&r);
+    }
+    fixture_dispose(&f);
+}
+
+static void test_interim_responses_are_skipped(void **state)
+{
+    struct fixture f;
+    struct rec r = {0};
+    fixture_init(&f);
+    fetch(&f, &r, "GET", "/interim");
+    assert_int_equal(r.err, 0);
+    assert_int_equal(r.heads, 1);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "ok");
+    assert_non_null(strstr(r.headers, "x-final: 1\n"));
+    assert_null(strstr(r.headers, "link")); /* the 103's header is not the final response's */
+    rec_dispose(&r);
+    /* and the connection is still in step: the next fetch reuses it */
+    struct rec next = {0};
+    fetch(&f, &next, "GET", "/cl");
+    assert_int_equal(next.err, 0);
+    assert_string_equal(next.body, "hello world");
+    assert_int_equal(server_conns(), 1);
+    rec_dispose(&next);
+    fixture_dispose(&f);
+}
+
+/* When may a connection serve the next fetch? Counted by the origin's accepted connections. */
+static void test_keepalive_rules(void **state)
+{
+    static const struct {
+        const char *path, *body;
+        unsigned conns; /* after the fetch and one more /cl */
+    } cases[] = {
+        {"/cl", "hello world", 1},
+        {"/chunked-trailer", "hello", 1},  /* the trailer section is read: in step */
+        {"/http10", "hello", 2},           /* HTTP/1.0 without keep-alive */
+        {"/http10-keepalive", "hello", 1}, /* HTTP/1.0 with keep-alive */
+        {"/conn-close-open", "hello", 2},  /* Connection: close, even if the origin keeps it open */
+        {"/extra", "hello", 2},            /* bytes past Content-Length: out of step */
+    };
+    for (size_t i = 0; i != sizeof(cases) / sizeof(cases[0]); ++i) {
+        struct fixture f;
+        struct rec r = {0}, next = {0};
+        print_message("case: %s\n", cases[i].path);
+        fixture_init(&f);
+        fetch(&f, &r, "GET", cases[i].path);
+        assert_int_equal(r.err, 0);
+        assert_string_equal(r.body, cases[i].body);
+        fetch(&f, &next, "GET", "/cl");
+        assert_int_equal(next.err, 0);
+        assert_string_equal(next.body, "hello world");
+        assert_int_equal(server_conns(), cases[i].conns);
+        origin_stats_t st;
+        origin_get_stats(f.origin, &st);
+        assert_int_equal(st.connections_opened, cases[i].conns);
+        rec_dispose(&r);
+        rec_dispose(&next);
+        fixture_dispose(&f);
+    }
+}
+
+/* A pooled connection the origin closed: the request goes again on a new connection and succeeds. */
+static void test_stale_pooled_socket_is_retried(void **state)
+{
+    struct fixture f;
+    fixture_init(&f);
+
+    /* the origin reads the second request on the pooled connection and closes it without an answer */
+    struct rec first = {0}, second = {0};
+    fetch(&f, &first, "GET", "/stale-next");
+    assert_int_equal(first.err, 0);
+    assert_string_equal(first.body, "first");
+    fetch(&f, &second, "GET", "/cl");
+    assert_int_equal(second.err, 0);
+    assert_string_equal(second.body, "hello world");
+    assert_int_equal(server_conns(), 2);
+    assert_int_equal(server_requests(), 3); /* /stale-next, the dropped /cl, the retried /cl */
+    origin_stats_t st;
+    origin_get_stats(f.origin, &st);
+    assert_int_equal(st.requests, 2);
+    assert_int_equal(st.errors, 0);
+    assert_int_equal(st.connections_opened, 2);
+
+    /* the origin closes right after its answer: the close is seen by the pool's check or by the retry */
+    struct rec third = {0}, fourth = {0};
+    fetch(&f, &third, "GET", "/close-after");
+    assert_int_equal(third.err, 0);
+    fetch(&f, &fourth, "GET", "/cl");
+    assert_int_equal(fourth.err, 0);
+    assert_string_equal(fourth.body, "hello world");
+
+    /* a request with a body is sent again whole (h2o's writer consumes the iovecs it is given) */
+    struct rec stale = {0}, post = {0};
+    fetch(&f, &stale, "GET", "/stale-next");
+    assert_int_equal(stale.err, 0);
+    unsigned conns_before = server_conns();
+    origin_request_t req = simple_request("POST", "/echo");
+    req.body = h2o_iovec_init(H2O_STRLIT("the-body"));
+    req.for_cache = 0;
+    rec_start(&post, f.octx, &req);
+    run_until(&f.t, rec_ended, &post, &post, 2000);
+    assert_int_equal(post.err, 0);
+    assert_non_null(strstr(post.body, "POST /echo HTTP/1.1\r\n"));
+    assert_non_null(strstr(post.body, "content-length: 8\r\n\r\nthe-body"));
+    assert_int_equal(server_conns(), conns_before + 1);
+
+    rec_dispose(&first);
+    rec_dispose(&second);
+    rec_dispose(&third);
+    rec_dispose(&fourth);
+    rec_dispose(&stale);
+    rec_dispose(&post);
+    fixture_dispose(&f);
+}
+
+/* A connection opened for the fetch that fails before the head is the origin's answer: not retried. */
+static void test_fresh_connection_failure_is_not_retried(void **state)
+{
+    struct fixture f;
+    fixture_init(&f);
+    struct rec r = {0};
+    fetch(&f, &r, "GET", "/reset");
+    assert_int_equal(r.err, ORIGIN_ERESET);
+    assert_int_equal(server_requests(), 1);
+
+    /* stale pooled connection, then the new connection fails too: one retry, then the error */
+    struct rec first = {0}, second = {0};
+    fetch(&f, &first, "GET", "/stale-next");
+    assert_int_equal(first.err, 0);
+    fetch(&f, &second, "GET", "/reset");
+    assert_int_equal(second.err, ORIGIN_ERESET);
+    assert_int_equal(server_requests(), 4); /* /reset, /stale-next, /reset dropped, /reset retried */
+    assert_int_equal(server_conns(), 3);
+    rec_dispose(&first);
+    fixture_dispose(&f);
+}
+
+/* Resumes one slice at a time until the end; checks the bytes of /big-*. @return resumes */
+static unsigned drain_paused(struct fixture *f, struct rec *r)
+{
+    unsigned resumes = 0;
+    r->pause_on_body = 1;
+    while (r->ends == 0) {
+        int before = r->bodies;
+        rec_resume(r);
+        ++resumes;
+        for (int i = 0; i != 2000 && r->bodies == before && r->ends == 0; ++i) {
+            r->bodies_this_turn = 0;
+            h2o_evloop_run(f->t.loop, 10);
+        }
+        assert_true(r->bodies == before + 1 || r->ends != 0); /* exactly one on_body per resume */
+    }
+    for (size_t i = 0; i != r->len; ++i)
+        if (r->body[i] != (char)('A' + (i * 7) % 26))
+            fail_msg("byte %zu differs", i);
+    return resumes;
+}
+
+/* The origin closes while the fetch is paused with bytes buffered: the end waits until they went out. */
+static void test_close_while_paused(void **state)
+{
+    static const struct {
+        const char *path;
+        int err;
+        origin_framing_t framing;
+    } cases[] = {
+        {"/big-close", 0, ORIGIN_FRAMING_CLOSE},                /* the close is the end */
+        {"/big-cut", ORIGIN_ETRUNCATED, ORIGIN_FRAMING_LENGTH}, /* 100 bytes short */
+    };
+    for (size_t i = 0; i != sizeof(cases) / sizeof(cases[0]); ++i) {
+        struct fixture f;
+        struct rec r = {.pause_on_head = 1};
+        print_message("case: %s\n", cases[i].path);
+        fixture_init(&f);
+        origin_request_t req = simple_request("GET", cases[i].path);
+        rec_start(&r, f.octx, &req);
+        run_until(&f.t, rec_has_head, &r, &r, 2000);
+        assert_true(drain_paused(&f, &r) > 1);
+        assert_int_equal(r.err, cases[i].err);
+        assert_int_equal(r.framing, cases[i].framing);
+        assert_int_equal(r.len, BIG_SIZE); /* every byte received went out before the end */
+        assert_true(r.max_bodies_per_turn <= 1);
+        rec_dispose(&r);
+        fixture_dispose(&f);
+    }
+}
+
 static void test_strerror(void **state)
 {
     for (int e = ORIGIN_EOVERLOAD; e <= 0; ++e)
@@ -607,6 +896,12 @@ int main(void)
         cmocka_unit_test(test_pause_resume_delivers_everything),
         cmocka_unit_test(test_connection_cap_queue_and_cancel),
         cmocka_unit_test(test_overload),
+        cmocka_unit_test(test_bad_framing_is_an_error_not_a_crash),
+        cmocka_unit_test(test_interim_responses_are_skipped),
+        cmocka_unit_test(test_keepalive_rules),
+        cmocka_unit_test(test_stale_pooled_socket_is_retried),
+        cmocka_unit_test(test_fresh_connection_failure_is_not_retried),
+        cmocka_unit_test(test_close_while_paused),
         cmocka_unit_test(test_strerror),
     };
     signal(SIGPIPE, SIG_IGN);
