@@ -18,6 +18,7 @@
 #include "conf/config.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -46,6 +47,11 @@ const char conf_embedded_default[] = "# cdn-edge embedded default configuration\
 #define MAX_PURGE_BODY (64ull * 1024 * 1024)
 #define MAX_PURGE_ITEMS 100000
 #define MAX_ORIGIN_CONNECTIONS 65535
+#define MAX_COMPRESS_THREADS 64
+#define MAX_COMPRESS_QUEUE 1000000
+#define MAX_COMPRESS_TYPES 256
+#define MAX_TAG_HEADERS 16
+#define MAX_MEDIA_TYPE_LEN 127 /* as edge/compress.c: a longer type never matches */
 #define KEY_MAX 128
 
 struct st_loader_t {
@@ -599,7 +605,7 @@ static int load_admin(struct st_loader_t *ld, yaml_node_t *node)
 
 static int load_cache(struct st_loader_t *ld, yaml_node_t *node)
 {
-    static const char *const known[] = {"path", "max_size", "max_object_size", NULL};
+    static const char *const known[] = {"path", "max_size", "max_object_size", "stale_if_unreachable", NULL};
     conf_cache_t *cache = &ld->conf->cache;
     yaml_node_t *v;
     unsigned object_line = 0;
@@ -617,6 +623,14 @@ static int load_cache(struct st_loader_t *ld, yaml_node_t *node)
         cache->max_size_line = node_line(v);
         if (cache->max_size_bytes < MIN_CACHE_MAX_SIZE)
             return fail(ld, cache->max_size_line, "cache.max_size", "must be at least 1MiB");
+    }
+    if ((v = lookup(ld, node, "stale_if_unreachable", NULL)) != NULL) {
+        const char *str;
+        if (get_scalar(ld, v, "cache.stale_if_unreachable", &str) != 0)
+            return -1;
+        if (conf_parse_duration_ms(str, &cache->stale_if_unreachable_ms) != 0)
+            return fail(ld, node_line(v), "cache.stale_if_unreachable", "invalid duration `%s` (expected a number with ms, s, m or h)",
+                        str);
     }
     if ((v = lookup(ld, node, "max_object_size", NULL)) != NULL) {
         if (get_size(ld, v, "cache.max_object_size", &cache->max_object_size_bytes) != 0)
@@ -791,16 +805,45 @@ static int load_access_log(struct st_loader_t *ld, yaml_node_t *node)
     return 0;
 }
 
+static int is_tchar(int c);
+
 static int load_purge(struct st_loader_t *ld, yaml_node_t *node)
 {
     static const char *const known[] = {"redis",          "stream",           "max_body", "max_items",
-                                        "stream_max_len", "catchup_timeout", "timeout",  NULL};
+                                        "stream_max_len", "catchup_timeout", "timeout",  "tag_headers", NULL};
     conf_purge_t *purge = &ld->conf->purge;
-    yaml_node_t *v;
+    yaml_node_t *v, *k;
     const char *s, *reason;
 
     if (expect_mapping(ld, node, "purge") != 0 || check_keys(ld, node, "purge", known) != 0)
         return -1;
+    if ((v = lookup(ld, node, "tag_headers", &k)) != NULL) {
+        if (v->type != YAML_SEQUENCE_NODE)
+            return fail(ld, node_line(v), "purge.tag_headers", "expected a list of header names, got %s",
+                        is_null(v) ? "nothing" : node_kind(v));
+        size_t n = v->data.sequence.items.top - v->data.sequence.items.start;
+        if (n > MAX_TAG_HEADERS)
+            return fail(ld, node_line(k), "purge.tag_headers", "at most %d header names", MAX_TAG_HEADERS);
+        purge->tag_headers = xmalloc((n + 1) * sizeof(*purge->tag_headers));
+        memset(purge->tag_headers, 0, (n + 1) * sizeof(*purge->tag_headers));
+        purge->num_tag_headers = n;
+        for (size_t i = 0; i < n; ++i) {
+            char key[KEY_MAX];
+            yaml_node_t *item = get_node(ld, v->data.sequence.items.start[i]);
+            snprintf(key, sizeof(key), "purge.tag_headers[%zu]", i);
+            if (get_scalar(ld, item, key, &s) != 0)
+                return -1;
+            if (*s == '\0')
+                return fail(ld, node_line(item), key, "empty header name");
+            for (const char *p = s; *p != '\0'; ++p)
+                if (!is_tchar(*p))
+                    return fail(ld, node_line(item), key, "invalid header name `%s`", s);
+            char *lower = xstrdup(s);
+            for (char *p = lower; *p != '\0'; ++p)
+                *p = (char)tolower((unsigned char)*p);
+            purge->tag_headers[i] = lower;
+        }
+    }
     if ((v = lookup(ld, node, "redis", NULL)) != NULL) {
         char *host, *user, *password;
         uint16_t port;
@@ -850,6 +893,96 @@ static int load_purge(struct st_loader_t *ld, yaml_node_t *node)
     return 0;
 }
 
+/* RFC 9110 §5.6.2 tchar */
+static int is_tchar(int c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c) || (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+/* A media-type pattern: "type/subtype", "type/" "*" or "+suffix" (RFC 6838 §4.2.8), tokens without parameters. */
+static int is_media_type_pattern(const char *s)
+{
+    size_t len = strlen(s);
+    if (len == 0 || len > MAX_MEDIA_TYPE_LEN)
+        return 0;
+    if (s[0] == '+') {
+        for (size_t i = 1; i < len; ++i)
+            if (!is_tchar(s[i]) || s[i] == '*' || s[i] == '+')
+                return 0;
+        return len > 1;
+    }
+    const char *slash = strchr(s, '/');
+    if (slash == NULL || slash == s || slash[1] == '\0')
+        return 0;
+    for (const char *p = s; p < slash; ++p)
+        if (!is_tchar(*p) || *p == '*')
+            return 0;
+    if (strcmp(slash + 1, "*") == 0)
+        return 1;
+    for (const char *p = slash + 1; *p != '\0'; ++p)
+        if (!is_tchar(*p) || *p == '*')
+            return 0;
+    return 1;
+}
+
+static int load_compress(struct st_loader_t *ld, yaml_node_t *node)
+{
+    static const char *const known[] = {"enabled", "types", "min_size", "gzip_level", "brotli_level", "threads", "queue", NULL};
+    conf_compress_t *compress = &ld->conf->compress;
+    yaml_node_t *v, *k;
+
+    if (node->type == YAML_SCALAR_NODE && !is_null(node)) {
+        /* `compress: off` disables; `compress: on` keeps the defaults */
+        if (parse_bool((const char *)node->data.scalar.value, &compress->enabled) != 0)
+            return fail(ld, node_line(node), "compress", "expected a mapping or off, got `%s`", node->data.scalar.value);
+        return 0;
+    }
+    if (expect_mapping(ld, node, "compress") != 0 || check_keys(ld, node, "compress", known) != 0)
+        return -1;
+    if ((v = lookup(ld, node, "enabled", NULL)) != NULL && get_bool(ld, v, "compress.enabled", &compress->enabled) != 0)
+        return -1;
+    if ((v = lookup(ld, node, "types", &k)) != NULL) {
+        if (v->type != YAML_SEQUENCE_NODE)
+            return fail(ld, node_line(v), "compress.types", "expected a list of media types, got %s",
+                        is_null(v) ? "nothing" : node_kind(v));
+        size_t n = v->data.sequence.items.top - v->data.sequence.items.start;
+        if (n == 0)
+            return fail(ld, node_line(k), "compress.types", "at least one media type (use enabled: false to turn compression off)");
+        if (n > MAX_COMPRESS_TYPES)
+            return fail(ld, node_line(k), "compress.types", "at most %d media types", MAX_COMPRESS_TYPES);
+        compress->types = xmalloc(n * sizeof(*compress->types));
+        memset(compress->types, 0, n * sizeof(*compress->types));
+        compress->num_types = n;
+        compress->types_line = node_line(k);
+        for (size_t i = 0; i < n; ++i) {
+            char key[KEY_MAX];
+            const char *s;
+            yaml_node_t *item = get_node(ld, v->data.sequence.items.start[i]);
+            snprintf(key, sizeof(key), "compress.types[%zu]", i);
+            if (get_scalar(ld, item, key, &s) != 0)
+                return -1;
+            if (!is_media_type_pattern(s))
+                return fail(ld, node_line(item), key, "invalid media type `%s` (expected type/subtype, type/*, or +suffix)", s);
+            compress->types[i] = xstrdup(s);
+        }
+    }
+    if ((v = lookup(ld, node, "min_size", NULL)) != NULL && get_size(ld, v, "compress.min_size", &compress->min_size_bytes) != 0)
+        return -1;
+    if ((v = lookup(ld, node, "gzip_level", NULL)) != NULL &&
+        get_uint(ld, v, "compress.gzip_level", 1, 9, &compress->gzip_level) != 0)
+        return -1;
+    if ((v = lookup(ld, node, "brotli_level", NULL)) != NULL &&
+        get_uint(ld, v, "compress.brotli_level", 0, 11, &compress->brotli_level) != 0)
+        return -1;
+    if ((v = lookup(ld, node, "threads", NULL)) != NULL &&
+        get_uint(ld, v, "compress.threads", 1, MAX_COMPRESS_THREADS, &compress->threads) != 0)
+        return -1;
+    if ((v = lookup(ld, node, "queue", NULL)) != NULL &&
+        get_uint(ld, v, "compress.queue", 1, MAX_COMPRESS_QUEUE, &compress->queue) != 0)
+        return -1;
+    return 0;
+}
+
 static void set_defaults(conf_t *conf)
 {
     const char *reason;
@@ -861,6 +994,7 @@ static void set_defaults(conf_t *conf)
     conf->cache.path = resolve_path(conf->base_dir, CONF_DEFAULT_CACHE_PATH);
     conf->cache.max_size_bytes = CONF_DEFAULT_CACHE_MAX_SIZE;
     conf->cache.max_object_size_bytes = CONF_DEFAULT_CACHE_MAX_OBJECT_SIZE;
+    conf->cache.stale_if_unreachable_ms = CONF_DEFAULT_STALE_IF_UNREACHABLE_MS;
     conf->limits.request_body_bytes = CONF_DEFAULT_REQUEST_BODY;
     conf->limits.client_connections = CONF_DEFAULT_CLIENT_CONNECTIONS;
     conf->origin.connect_timeout_ms = CONF_DEFAULT_CONNECT_TIMEOUT_MS;
@@ -877,12 +1011,18 @@ static void set_defaults(conf_t *conf)
     conf->purge.stream_max_len = CONF_DEFAULT_PURGE_STREAM_MAX_LEN;
     conf->purge.catchup_timeout_ms = CONF_DEFAULT_PURGE_CATCHUP_TIMEOUT_MS;
     conf->purge.timeout_ms = CONF_DEFAULT_PURGE_TIMEOUT_MS;
+    conf->compress.enabled = CONF_DEFAULT_COMPRESS_ENABLED;
+    conf->compress.min_size_bytes = CONF_DEFAULT_COMPRESS_MIN_SIZE;
+    conf->compress.gzip_level = CONF_DEFAULT_COMPRESS_GZIP_LEVEL;
+    conf->compress.brotli_level = CONF_DEFAULT_COMPRESS_BROTLI_LEVEL;
+    conf->compress.threads = CONF_DEFAULT_COMPRESS_THREADS;
+    conf->compress.queue = CONF_DEFAULT_COMPRESS_QUEUE;
 }
 
 static int load_root(struct st_loader_t *ld, yaml_node_t *root)
 {
-    static const char *const known[] = {"listen",        "admin",         "workers",    "cache", "limits", "origin",
-                                        "drain_timeout", "write_timeout", "access_log", "purge", NULL};
+    static const char *const known[] = {"listen",        "admin",         "workers",    "cache", "limits",   "origin",
+                                        "drain_timeout", "write_timeout", "access_log", "purge", "compress", NULL};
     conf_t *conf = ld->conf;
     yaml_node_t *v, *k;
     unsigned root_line = root != NULL ? node_line(root) : 1;
@@ -918,6 +1058,8 @@ static int load_root(struct st_loader_t *ld, yaml_node_t *root)
         return -1;
     /* after limits: purge.max_body is checked against limits.request_body */
     if ((v = lookup(ld, root, "purge", NULL)) != NULL && load_purge(ld, v) != 0)
+        return -1;
+    if ((v = lookup(ld, root, "compress", NULL)) != NULL && load_compress(ld, v) != 0)
         return -1;
     return 0;
 }
@@ -1061,6 +1203,12 @@ void conf_dispose(conf_t *conf)
     free(conf->purge.redis_user);
     free(conf->purge.redis_password);
     free(conf->purge.stream);
+    for (size_t i = 0; i < conf->compress.num_types; ++i)
+        free(conf->compress.types[i]);
+    free(conf->compress.types);
+    for (size_t i = 0; i < conf->purge.num_tag_headers; ++i)
+        free(conf->purge.tag_headers[i]);
+    free(conf->purge.tag_headers);
     free(conf->file);
     free(conf->base_dir);
     memset(conf, 0, sizeof(*conf));

@@ -29,6 +29,7 @@
 #define CONF_DEFAULT_CACHE_PATH "var/cache"
 #define CONF_DEFAULT_CACHE_MAX_SIZE (1024ull * 1024 * 1024)
 #define CONF_DEFAULT_CACHE_MAX_OBJECT_SIZE (128ull * 1024 * 1024)
+#define CONF_DEFAULT_STALE_IF_UNREACHABLE_MS (24ull * 3600 * 1000)
 #define CONF_DEFAULT_REQUEST_BODY (16ull * 1024 * 1024)
 #define CONF_DEFAULT_CLIENT_CONNECTIONS 4096
 #define CONF_DEFAULT_ORIGIN_CACHE_CONTROL "public, max-age=300"
@@ -47,6 +48,14 @@
 #define CONF_DEFAULT_PURGE_CATCHUP_TIMEOUT_MS 10000        /* start-up: wait this long to replay missed purges */
 #define CONF_DEFAULT_PURGE_TIMEOUT_MS 10000                /* POST /purge with Redis: wait this long for the apply */
 #define CONF_DEFAULT_REDIS_PORT 6379
+/* `compress:` stored gzip/brotli variants. The three values edge/compress.h also names (EDGE_DEFAULT_COMPRESS_MIN_SIZE,
+ * EDGE_DEFAULT_GZIP_LEVEL, EDGE_DEFAULT_BROTLI_LEVEL) must equal these: edge/main.c checks it with _Static_assert. */
+#define CONF_DEFAULT_COMPRESS_ENABLED 1
+#define CONF_DEFAULT_COMPRESS_MIN_SIZE 256   /* bytes: smaller bodies are stored as identity only */
+#define CONF_DEFAULT_COMPRESS_GZIP_LEVEL 6   /* 1..9 */
+#define CONF_DEFAULT_COMPRESS_BROTLI_LEVEL 5 /* 0..11 */
+#define CONF_DEFAULT_COMPRESS_THREADS 1      /* compression threads */
+#define CONF_DEFAULT_COMPRESS_QUEUE 1024     /* jobs waiting for a thread; more are dropped (counted) */
 
 /* Path names the default config uses for the self-signed certificate made on first run. */
 #define CONF_DEFAULT_SELF_SIGNED_CERT "var/tls/cert.pem"
@@ -84,6 +93,9 @@ typedef struct st_conf_cache_t {
     uint64_t max_size_bytes;        /* hard budget of the store on disk */
     uint64_t max_object_size_bytes; /* larger responses pass through unstored */
     unsigned max_size_line;
+    uint64_t stale_if_unreachable_ms; /* a stale object is served when the origin cannot be reached (refused,
+                                         reset, timed out; not a 5xx) for up to this long past its freshness,
+                                         unless the response forbids it (RFC 9111 §4.2.4 "disconnected"); 0: never */
 } conf_cache_t;
 
 typedef struct st_conf_limits_t {
@@ -126,7 +138,24 @@ typedef struct st_conf_purge_t {
     uint64_t stream_max_len;     /* XADD MAXLEN ~ this; 0: never trimmed */
     uint64_t catchup_timeout_ms; /* start-up waits at most this long for the replay of missed purges */
     uint64_t timeout_ms;         /* POST /purge with Redis: 504 when not applied locally within this */
+    char **tag_headers;          /* more response headers carrying comma-separated purge tags (besides Surrogate-Key
+                                    and Cache-Tag), lower-cased; NULL when not configured: x-next-cache-tags */
+    size_t num_tag_headers;
 } conf_purge_t;
+
+/* `compress:` which responses get stored gzip and brotli variants, and the threads that make them. */
+typedef struct st_conf_compress_t {
+    int enabled;             /* `compress: off` or `enabled: false`: identity only */
+    char **types;            /* media-type patterns as written ("text/html", "text/" "*", "+json"); NULL when not
+                                configured: the built-in list (edge_compress_default_types) applies */
+    size_t num_types;
+    unsigned types_line;
+    uint64_t min_size_bytes; /* bodies smaller than this are stored as identity only */
+    unsigned gzip_level;     /* 1..9 */
+    unsigned brotli_level;   /* 0..11 */
+    unsigned threads;        /* 1..64 */
+    unsigned queue;          /* jobs waiting for a thread, 1..1000000 */
+} conf_compress_t;
 
 typedef struct st_conf_t {
     char *file;      /* the file name used in error messages; "<embedded>" for the default */
@@ -142,6 +171,7 @@ typedef struct st_conf_t {
     uint64_t write_timeout_ms; /* a response whose client takes no bytes this long is ended */
     char *access_log;          /* path, "-" for standard output, or NULL for none ("off") */
     conf_purge_t purge;
+    conf_compress_t compress;
 } conf_t;
 
 /**

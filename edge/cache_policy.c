@@ -521,6 +521,22 @@ void edge_response_facts_from_headers(edge_response_facts_t *f, int status, cons
     }
 }
 
+/* The final status codes RFC 9110 §15 defines. */
+static int status_understood(int status)
+{
+    switch (status) {
+    case 200: case 201: case 202: case 203: case 204: case 205: case 206:
+    case 300: case 301: case 302: case 303: case 304: case 305: case 307: case 308:
+    case 400: case 401: case 402: case 403: case 404: case 405: case 406: case 407: case 408: case 409:
+    case 410: case 411: case 412: case 413: case 414: case 415: case 416: case 417: case 421: case 422:
+    case 426:
+    case 500: case 501: case 502: case 503: case 504: case 505:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
 edge_verdict_t edge_policy_storable(const edge_response_facts_t *f, int request_has_authorization, uint64_t max_object_size)
 {
     /* RFC 9111 §3: the status must be final and understood; 206 is a part of a response and 304 no response
@@ -531,8 +547,11 @@ edge_verdict_t edge_policy_storable(const edge_response_facts_t *f, int request_
     if (!edge_status_heuristically_cacheable(f->status) && !f->cc.has_s_maxage && !f->cc.has_max_age &&
         !f->has_expires && !f->cc.public_)
         return EDGE_VERDICT_STATUS;
-    /* RFC 9111 §3 and §5.2.2.5; with must-understand a cache that understands the status code SHOULD ignore
-     * no-store (RFC 9111 §5.2.2.3), and the status check above is that understanding. */
+    /* RFC 9111 §5.2.2.3: must-understand limits storing to caches that understand the status code (then
+     * no-store is ignored); this cache understands those RFC 9110 §15 defines */
+    if (f->cc.must_understand && !status_understood(f->status))
+        return EDGE_VERDICT_NO_STORE;
+    /* RFC 9111 §3 and §5.2.2.5 */
     if (f->cc.no_store && !f->cc.must_understand)
         return EDGE_VERDICT_NO_STORE;
     /* RFC 9111 §3: a shared cache must not store a private response (§5.2.2.7, qualified form included) */

@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include "h2o.h"
 #include "conf/config.h"
+#include "edge/compress.h"
 #include "edge/store.h"
 #include "origin/origin.h"
 
@@ -20,6 +21,10 @@ typedef struct st_edge_runtime_t {
     const conf_t *conf;
     edge_store_t *store;
     origin_t *origin;
+    const char *const *tag_headers;   /* NULL-terminated: response headers with comma-separated purge tags
+                                         besides Surrogate-Key and Cache-Tag (purge.tag_headers) */
+    int compress_enabled;             /* compressed variants are made (edge/compress_job.h) */
+    edge_compress_settings_t compress; /* which responses, at which levels */
     h2o_globalconf_t globalconf;
 } edge_runtime_t;
 

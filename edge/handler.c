@@ -36,6 +36,7 @@
 #include "h2o.h"
 #include "edge/cache_key.h"
 #include "edge/cache_policy.h"
+#include "edge/compress_job.h"
 #include "edge/conditional.h"
 #include "edge/range.h"
 #include "edge/vary.h"
@@ -98,7 +99,7 @@ enum fill_mode { FILL_CACHE, FILL_PASS };
 #define EDGE_MAX_HEURISTIC_SEC 86400 /* the cap on heuristic freshness (RFC 9111 §4.2.2) */
 #endif
 #ifndef EDGE_DEFAULT_STALE_GRACE_SEC
-#define EDGE_DEFAULT_STALE_GRACE_SEC 0 /* stale-while-revalidate / stale-if-error for origins that send neither */
+#define EDGE_DEFAULT_STALE_GRACE_SEC 0 /* stale-while-revalidate for responses that do not allow it: none (RFC 5861) */
 #endif
 
 /*
@@ -197,6 +198,7 @@ struct st_fill_t {
     h2o_iovec_t variant;       /* a response with Vary: its secondary key; stored under the variant's hash */
     int has_variant;
     uint8_t url_hash[EDGE_STORE_HASH_LEN]; /* the URL's hash: the group of its variants, the Vary marker's key */
+    int compress_after_commit; /* a compressible identity object: gzip / br variants are made once stored */
     const char **tags;         /* its purge tags (Surrogate-Key, Cache-Tag, ...) */
     size_t *tag_lens;
     size_t num_tags;
@@ -322,6 +324,10 @@ static int is_internal_response_header(const h2o_iovec_t *name)
         return 0;
     for (size_t i = 0; i != sizeof(internal) / sizeof(internal[0]); ++i)
         if (h2o_memis(name->base, name->len, internal[i].base, internal[i].len))
+            return 1;
+    /* the configured tag headers (purge.tag_headers) */
+    for (const char *const *t = edge_this_thread->rt->tag_headers; t != NULL && *t != NULL; ++t)
+        if (h2o_memis(name->base, name->len, *t, strlen(*t)))
             return 1;
     return 0;
 }
@@ -659,6 +665,41 @@ static void wake_readers(struct st_fill_t *fill)
     fill_unref(fill);
 }
 
+/* --- compressed variants (made once, off the loops: edge/compress_job.h) --- */
+
+static h2o_iovec_t fill_header(const struct st_fill_t *fill, const h2o_token_t *token)
+{
+    for (size_t i = 0; i != fill->num_headers; ++i)
+        if (fill->headers[i].name == &token->buf)
+            return fill->headers[i].value;
+    return h2o_iovec_init(NULL, 0);
+}
+
+/* A whole identity 200 of a compressible type and size (the origin was asked for identity). */
+static int fill_is_compressible(const struct st_fill_t *fill)
+{
+    edge_runtime_t *rt = fill->thread->rt;
+    if (!rt->compress_enabled || fill->status != 200 || fill_header(fill, H2O_TOKEN_CONTENT_ENCODING).base != NULL)
+        return 0;
+    h2o_iovec_t ct = fill_header(fill, H2O_TOKEN_CONTENT_TYPE);
+    return ct.base != NULL && edge_compress_eligible(&rt->compress, ct.base, ct.len, fill->bytes);
+}
+
+static void submit_compress_job(struct st_fill_t *fill)
+{
+    edge_compress_job_t job = {fill->key.base, fill->key.len};
+    job.variant = fill->has_variant ? fill->variant.base : "";
+    job.variant_len = fill->has_variant ? fill->variant.len : 0;
+    memcpy(job.url_hash, fill->url_hash, EDGE_STORE_HASH_LEN);
+    memcpy(job.base_hash, fill->hash, EDGE_STORE_HASH_LEN);
+    job.base_fill_id = fill->fill_id;
+    job.body_size = fill->bytes;
+    job.num_chunks = (uint32_t)fill->num_chunks;
+    job.meta = fill->commit_blob.base;
+    job.meta_len = fill->commit_blob.len;
+    edge_compress_job_submit(&job); /* a full queue drops it (counted): the object is served as identity */
+}
+
 /* --- store completions --- */
 
 /* Writer thread: hand the completion to the fill's own loop. */
@@ -719,6 +760,8 @@ static void on_store_messages(h2o_multithread_receiver_t *receiver, h2o_linklist
                     EDGE_METRIC_ADD(revalidations, 1);
                 else
                     EDGE_METRIC_ADD(fills_stored, 1);
+                if (fill->compress_after_commit && !fill->revalidated)
+                    submit_compress_job(fill);
                 if (fill->shared != NULL)
                     shared_update(fill->shared, SF_DONE, fill->revalidated ? fill->stale.body_size : fill->bytes);
             } else {
@@ -950,7 +993,7 @@ static void submit_vary_marker(struct st_fill_t *fill)
 /* The purge tags of a response being stored: Surrogate-Key, Cache-Tag and X-Next-Cache-Tags (bounded). */
 static void collect_tags(struct st_fill_t *fill)
 {
-    static const char *const extra[] = PURGE_TAGS_DEFAULT_EXTRA_HEADERS;
+    const char *const *extra = fill->thread->rt->tag_headers;
     purge_tags_t tags = {NULL, 0, 0};
     for (size_t i = 0; i != fill->num_headers; ++i) {
         const h2o_header_t *h = fill->headers + i;
@@ -1022,14 +1065,18 @@ static int64_t staleness_of(int soft, int64_t age, int64_t lifetime)
     return age >= lifetime ? age - lifetime + 1 : 0;
 }
 
-static int stale_if_error_allowed(const struct st_stale_t *st)
+/* stale-if-error (RFC 5861 §4) as the response allows it; when the origin cannot be reached at all (refused,
+ * reset, timed out: "disconnected", RFC 9111 §4.2.4) also within cache.stale_if_unreachable, unless the
+ * response forbids serving it stale. */
+static int stale_if_error_allowed(const struct st_stale_t *st, int unreachable)
 {
     edge_cc_t cc;
     if (!st->active)
         return 0;
     cc_from_object_flags(st->flags, st->swr, st->sie, &cc);
     int64_t age = edge_current_age(st->initial_age, st->response_time, now_sec());
-    return edge_stale_if_error_ok(&cc, staleness_of(st->soft, age, st->lifetime), EDGE_DEFAULT_STALE_GRACE_SEC);
+    int64_t grace = unreachable ? (int64_t)(edge_this_thread->rt->conf->cache.stale_if_unreachable_ms / 1000) : 0;
+    return edge_stale_if_error_ok(&cc, staleness_of(st->soft, age, st->lifetime), grace);
 }
 
 static void serve_after_commit(h2o_req_t *req, h2o_iovec_t key, const uint8_t *hash, h2o_iovec_t path, int only_if_cached);
@@ -1174,7 +1221,7 @@ static void on_origin_head(origin_fetch_t *fetch, void *data, const origin_respo
             revalidated_304(fill);
             return;
         }
-        if (fill->status >= 500 && stale_if_error_allowed(&fill->stale)) {
+        if (fill->status >= 500 && stale_if_error_allowed(&fill->stale, 0)) {
             ++fill->refcnt; /* the clients leaving may cancel the fetch and drop the last other reference */
             serve_stale_on_error(fill, fill->status);
             if (fill->fetch != NULL && h2o_linklist_is_empty(&fill->readers)) {
@@ -1206,6 +1253,12 @@ static void on_origin_head(origin_fetch_t *fetch, void *data, const origin_respo
             auth = request_has_authorization(
                 H2O_STRUCT_FROM_MEMBER(struct st_reader_t, link, fill->readers.next)->req);
         edge_verdict_t verdict = edge_policy_storable(&facts, auth, rt->conf->cache.max_object_size_bytes);
+        if (verdict == EDGE_VERDICT_ENCODED) {
+            /* the origin sent a content coding although asked for identity: stored as it came, opaque (RFC 9111
+             * §3.1 keeps stored fields as received), never recompressed, ranges over its encoded bytes */
+            facts.encoded = 0;
+            verdict = edge_policy_storable(&facts, auth, rt->conf->cache.max_object_size_bytes);
+        }
         edge_vary_t vary = {0};
         if (verdict == EDGE_VERDICT_VARY && !facts.vary_star && choose_variant(fill, pool, &vary)) {
             /* stored as a variant: the other rules still apply */
@@ -1378,6 +1431,9 @@ static void on_origin_end(origin_fetch_t *fetch, void *data, int err)
         /* the last, partial chunk, then the record: the object exists from this commit on */
         if (fill->num_chunks != 0 && !fill->chunks[fill->num_chunks - 1]->submitted)
             submit_chunk(fill, fill->chunks[fill->num_chunks - 1]);
+        fill->compress_after_commit = fill_is_compressible(fill);
+        if (fill->compress_after_commit)
+            fill->obj_flags |= EDGE_OBJECT_COMPRESSIBLE;
         edge_object_t obj = {fill->status,       fill->obj_flags,   fill->swr,
                              fill->sie,          fill->request_time, fill->response_time,
                              fill->initial_age,  fill->lifetime < 0 ? 0 : fill->lifetime,
@@ -1414,7 +1470,7 @@ static void on_origin_end(origin_fetch_t *fetch, void *data, int err)
             submit_vary_marker(fill);
     }
 
-    if (err != 0 && !fill->head_received && stale_if_error_allowed(&fill->stale))
+    if (err != 0 && !fill->head_received && stale_if_error_allowed(&fill->stale, 1))
         serve_stale_on_error(fill, 0);
 
     ++fill->refcnt;
@@ -2045,9 +2101,67 @@ static void stale_copy(h2o_mem_pool_t *pool, struct st_stale_t *st, const edge_s
 
 /* Serves a stored object (fresh or allowed stale): preconditions, ranges, headers, body. @return 0, or 2
  * when the origin must decide the preconditions */
-static int serve_object(h2o_req_t *req, edge_runtime_t *rt, edge_store_txn_t *txn, const edge_store_object_t *so,
-                        const edge_object_t *obj, int64_t age, const char *cs)
+/*
+ * Content negotiation on a hit (RFC 9110 §12.5.3): for a compressible object, the encoding the client
+ * prefers among those stored (br > gzip > identity when equal) is served as stored; ranges are served
+ * from identity. A variant counts only if it was made from this very object (base_fill_id).
+ */
+static int pick_encoded(h2o_req_t *req, edge_store_txn_t *txn, h2o_iovec_t key, const edge_store_object_t *so,
+                        edge_store_object_t *vso, edge_object_t *vobj)
 {
+    ssize_t ai = h2o_find_header(&req->headers, H2O_TOKEN_ACCEPT_ENCODING, -1);
+    if (ai == -1 || h2o_find_header(&req->headers, H2O_TOKEN_RANGE, -1) != -1)
+        return 0;
+    int enc = edge_accept_encoding_select(req->headers.entries[ai].value.base, req->headers.entries[ai].value.len,
+                                          EDGE_ENC_BIT(EDGE_ENC_GZIP) | EDGE_ENC_BIT(EDGE_ENC_BR));
+    for (; enc == EDGE_ENC_BR || enc == EDGE_ENC_GZIP; enc = enc == EDGE_ENC_BR ? EDGE_ENC_GZIP : -1) {
+        h2o_iovec_t v = edge_compress_variant_string(&req->pool, so->variant, so->variant_len, (edge_encoding_t)enc);
+        uint8_t vhash[EDGE_STORE_HASH_LEN];
+        edge_store_variant_hash(key.base, key.len, v.base, v.len, vhash);
+        if (edge_store_get(txn, vhash, vso) == 0 && vso->key_len == key.len && memcmp(vso->key, key.base, key.len) == 0 &&
+            h2o_memis(vso->variant, vso->variant_len, v.base, v.len) &&
+            edge_object_decode(&req->pool, vso->meta, vso->meta_len, vobj) == 0 && vobj->base_fill_id == so->fill_id)
+            return 1;
+        /* the preferred one is not there (yet): the next one the client accepts, if it accepts it at all */
+        if (enc == EDGE_ENC_BR &&
+            edge_accept_encoding_select(req->headers.entries[ai].value.base, req->headers.entries[ai].value.len,
+                                        EDGE_ENC_BIT(EDGE_ENC_GZIP)) != EDGE_ENC_GZIP)
+            break;
+    }
+    return 0;
+}
+
+/* Vary: Accept-Encoding on every response of a compressible object (RFC 9110 §12.5.5). */
+static void add_vary_accept_encoding(h2o_req_t *req, const edge_object_t *obj)
+{
+    for (size_t i = 0; i != obj->num_headers; ++i) {
+        const h2o_header_t *h = obj->headers + i;
+        if (h->name != &H2O_TOKEN_VARY->buf)
+            continue;
+        h2o_iovec_t iter = h->value;
+        const char *token;
+        size_t token_len;
+        while ((token = h2o_next_token(&iter, ',', &token_len, NULL)) != NULL)
+            if (h2o_lcstris(token, token_len, H2O_STRLIT("accept-encoding")))
+                return;
+    }
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_VARY, NULL, H2O_STRLIT("Accept-Encoding"));
+}
+
+static int serve_object(h2o_req_t *req, edge_runtime_t *rt, edge_store_txn_t *txn, const edge_store_object_t *base_so,
+                        const edge_object_t *base_obj, int64_t age, const char *cs)
+{
+    edge_store_object_t vso;
+    edge_object_t vobj;
+    const edge_store_object_t *so = base_so;
+    const edge_object_t *obj = base_obj;
+    int compressible = (base_obj->flags & EDGE_OBJECT_COMPRESSIBLE) != 0, encoded = 0;
+    if (compressible && pick_encoded(req, txn, h2o_iovec_init(base_so->key, base_so->key_len), base_so, &vso, &vobj)) {
+        so = &vso;
+        obj = &vobj;
+        encoded = 1;
+    }
+
     /* RFC 9110 §13.2.2: the client's preconditions first (a cache answers GET/HEAD ones itself, RFC 9111 §4.3.2) */
     switch (evaluate_preconditions(req, obj)) {
     case EDGE_COND_NOT_MODIFIED:
@@ -2075,10 +2189,12 @@ static int serve_object(h2o_req_t *req, edge_runtime_t *rt, edge_store_txn_t *tx
     req->res.status = obj->status;
     req->res.reason = status_reason(obj->status);
     copy_response_headers(req, obj->headers, obj->num_headers, 1);
+    if (compressible && !encoded)
+        add_vary_accept_encoding(req, obj);
     add_age(req, age);
     add_cache_status(req, cs);
     req->res.content_length = so->body_size;
-    if (obj->status == 200) {
+    if (obj->status == 200 && !encoded) {
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ACCEPT_RANGES, NULL, H2O_STRLIT("bytes"));
         if (apply_range(req, reader, obj, so->body_size) != 0)
             return 0; /* answered (416) */

@@ -33,13 +33,21 @@
 #include "h2o/http1.h"
 #include "h2o/http2.h"
 #include "conf/config.h"
+#include "edge/compress.h"
+#include "edge/compress_job.h"
 #include "edge/edge.h"
 #include "edge/purge_api.h"
 #include "edge/tls.h"
+#include "purge/tags.h"
 
 #define ACCESS_LOG_FORMAT                                                                                                  \
     "%h %l %u %t \"%r\" %s %b \"%{referer}i\" \"%{user-agent}i\" cache=\"%{cache-status}o\" duration=%{duration}x "     \
     "error=\"%{error}x\""
+
+/* conf/ holds plain numbers and edge/compress.h its own defaults: each default has one value */
+_Static_assert(CONF_DEFAULT_COMPRESS_MIN_SIZE == EDGE_DEFAULT_COMPRESS_MIN_SIZE, "compress.min_size default");
+_Static_assert(CONF_DEFAULT_COMPRESS_GZIP_LEVEL == EDGE_DEFAULT_GZIP_LEVEL, "compress.gzip_level default");
+_Static_assert(CONF_DEFAULT_COMPRESS_BROTLI_LEVEL == EDGE_DEFAULT_BROTLI_LEVEL, "compress.brotli_level default");
 
 struct st_listener_t {
     h2o_accept_ctx_t accept_ctx;
@@ -383,6 +391,24 @@ int main(int argc, char **argv)
         goto Fail;
     }
     g.rt.conf = &g.conf;
+    static const char *const default_tag_headers[] = PURGE_TAGS_DEFAULT_EXTRA_HEADERS;
+    g.rt.tag_headers = g.conf.purge.tag_headers != NULL ? (const char *const *)g.conf.purge.tag_headers : default_tag_headers;
+
+    /* compressed variants: made by their own threads, which read and write the store */
+    edge_compress_settings_init(&g.rt.compress);
+    if (g.conf.compress.types != NULL) { /* else the built-in list */
+        g.rt.compress.types = (const char **)g.conf.compress.types; /* owned by g.conf, which lives as long */
+        g.rt.compress.num_types = g.conf.compress.num_types;
+    }
+    g.rt.compress.min_size = g.conf.compress.min_size_bytes;
+    g.rt.compress.gzip_level = (int)g.conf.compress.gzip_level;
+    g.rt.compress.brotli_level = (int)g.conf.compress.brotli_level;
+    g.rt.compress_enabled = g.conf.compress.enabled;
+    if (g.rt.compress_enabled &&
+        edge_compress_jobs_start(g.rt.store, &g.rt.compress, g.conf.compress.threads, g.conf.compress.queue) != 0) {
+        conf_error(err, sizeof(err), &g.conf, 0, "compress.threads", "cannot start the compression threads");
+        goto Fail;
+    }
 
     /* h2o configuration */
     h2o_config_init(&g.rt.globalconf);
@@ -454,6 +480,7 @@ int main(int argc, char **argv)
     for (unsigned i = 0; i != g.num_threads; ++i)
         pthread_join(tids[i], NULL);
     free(tids);
+    edge_compress_jobs_stop(); /* queued jobs are dropped, running ones finish: before the store closes */
     edge_purge_api_stop(); /* the consumer may be applying an entry: before the store closes */
     edge_store_close(g.rt.store); /* applies what the workers queued, then syncs */
     g.rt.store = NULL;

@@ -6,6 +6,7 @@
 #define H2O_USE_LIBUV 0
 #include <stdio.h>
 #include "h2o.h"
+#include "edge/compress_job.h"
 #include "edge/metrics.h"
 
 edge_metrics_t edge_metrics;
@@ -19,6 +20,8 @@ h2o_iovec_t edge_metrics_render(h2o_mem_pool_t *pool, edge_store_t *store, const
 {
     edge_store_stats_t ss = {0};
     origin_stats_t os = {0};
+    edge_compress_stats_t cs;
+    edge_compress_get_stats(&cs);
     if (store != NULL)
         edge_store_get_stats(store, &ss);
     if (origin != NULL)
@@ -89,7 +92,18 @@ h2o_iovec_t edge_metrics_render(h2o_mem_pool_t *pool, edge_store_t *store, const
                      "cdn_edge_stale_served_total %llu\n"
                      "# HELP cdn_edge_background_revalidations_total Revalidations started in the background.\n"
                      "# TYPE cdn_edge_background_revalidations_total counter\n"
-                     "cdn_edge_background_revalidations_total %llu\n",
+                     "cdn_edge_background_revalidations_total %llu\n"
+                     "# HELP cdn_edge_compress_jobs_total Compressed-variant jobs by outcome.\n"
+                     "# TYPE cdn_edge_compress_jobs_total counter\n"
+                     "cdn_edge_compress_jobs_total{result=\"done\"} %llu\n"
+                     "cdn_edge_compress_jobs_total{result=\"dropped\"} %llu\n"
+                     "cdn_edge_compress_jobs_total{result=\"failed\"} %llu\n"
+                     "# HELP cdn_edge_compress_bytes_in_total Identity bytes read by compression jobs.\n"
+                     "# TYPE cdn_edge_compress_bytes_in_total counter\n"
+                     "cdn_edge_compress_bytes_in_total %llu\n"
+                     "# HELP cdn_edge_compress_bytes_out_total Encoded bytes stored by compression jobs.\n"
+                     "# TYPE cdn_edge_compress_bytes_out_total counter\n"
+                     "cdn_edge_compress_bytes_out_total %llu\n",
                      (unsigned long long)get(&edge_metrics.req_hit), (unsigned long long)get(&edge_metrics.req_miss),
                      (unsigned long long)get(&edge_metrics.req_pass), (unsigned long long)get(&edge_metrics.req_error),
                      (unsigned long long)get(&edge_metrics.client_bytes), (unsigned long long)os.bytes_received,
@@ -104,7 +118,10 @@ h2o_iovec_t edge_metrics_render(h2o_mem_pool_t *pool, edge_store_t *store, const
                      (unsigned long long)get(&edge_metrics.watchdog_closes),
                      (unsigned long long)get(&edge_metrics.revalidations),
                      (unsigned long long)get(&edge_metrics.stale_served),
-                     (unsigned long long)get(&edge_metrics.background_revalidations));
+                     (unsigned long long)get(&edge_metrics.background_revalidations),
+                     (unsigned long long)cs.jobs_done, (unsigned long long)cs.jobs_dropped,
+                     (unsigned long long)cs.jobs_failed, (unsigned long long)cs.bytes_in,
+                     (unsigned long long)cs.bytes_out);
     if (n < 0)
         n = 0;
     if ((size_t)n >= cap)

@@ -8,7 +8,9 @@
  *   cdn_edge_origin_errors_total, cdn_edge_fills_total{result="stored|unstored|aborted|dropped"},
  *   cdn_edge_store_bytes, cdn_edge_store_objects, cdn_edge_store_max_bytes, cdn_edge_evictions_total,
  *   cdn_edge_store_errors_total, cdn_edge_watchdog_closes_total, cdn_edge_revalidations_total,
- *   cdn_edge_stale_served_total, cdn_edge_background_revalidations_total.
+ *   cdn_edge_stale_served_total, cdn_edge_background_revalidations_total,
+ *   cdn_edge_compress_jobs_total{result="done|dropped|failed"}, cdn_edge_compress_bytes_in_total,
+ *   cdn_edge_compress_bytes_out_total (from edge_compress_get_stats, edge/compress_job.h).
  */
 #ifndef EDGE_METRICS_H
 #define EDGE_METRICS_H

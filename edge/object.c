@@ -26,12 +26,18 @@ typedef struct st_edge_object_ext_t {
 } edge_object_ext_t;
 _Static_assert(sizeof(edge_object_ext_t) == 16, "on-disk layout of the object head extension");
 
+/* version 3 appends this after the version 2 extension */
+typedef struct st_edge_object_ext3_t {
+    uint64_t base_fill_id;
+} edge_object_ext3_t;
+_Static_assert(sizeof(edge_object_ext3_t) == 8, "on-disk layout of the object head extension of version 3");
+
 #define MAX_HEADERS 1000
 #define MAX_NAME_LEN 1024
 
 h2o_iovec_t edge_object_encode(h2o_mem_pool_t *pool, const edge_object_t *obj)
 {
-    size_t len = sizeof(edge_object_hdr_t) + sizeof(edge_object_ext_t);
+    size_t len = sizeof(edge_object_hdr_t) + sizeof(edge_object_ext_t) + sizeof(edge_object_ext3_t);
     for (size_t i = 0; i != obj->num_headers; ++i)
         len += 6 + obj->headers[i].name->len + obj->headers[i].value.len;
     char *buf = h2o_mem_alloc_pool(pool, len), *p = buf;
@@ -40,10 +46,13 @@ h2o_iovec_t edge_object_encode(h2o_mem_pool_t *pool, const edge_object_t *obj)
                              obj->response_time, obj->initial_age, obj->lifetime, (uint32_t)obj->num_headers,
                              obj->flags};
     edge_object_ext_t ext = {obj->swr, obj->sie};
+    edge_object_ext3_t ext3 = {obj->base_fill_id};
     memcpy(p, &hdr, sizeof(hdr));
     p += sizeof(hdr);
     memcpy(p, &ext, sizeof(ext));
     p += sizeof(ext);
+    memcpy(p, &ext3, sizeof(ext3));
+    p += sizeof(ext3);
     for (size_t i = 0; i != obj->num_headers; ++i) {
         const h2o_header_t *h = obj->headers + i;
         uint16_t nl = (uint16_t)h->name->len;
@@ -69,7 +78,7 @@ int edge_object_decode(h2o_mem_pool_t *pool, const void *blob, size_t len, edge_
         return -1;
     memcpy(&hdr, p, sizeof(hdr));
     p += sizeof(hdr);
-    if (hdr.magic != EDGE_OBJECT_MAGIC || (hdr.version != 1 && hdr.version != EDGE_OBJECT_VERSION) ||
+    if (hdr.magic != EDGE_OBJECT_MAGIC || hdr.version < 1 || hdr.version > EDGE_OBJECT_VERSION ||
         (hdr.status < 100 && !(hdr.flags & EDGE_OBJECT_VARY_MARKER)) || hdr.status > 999 || hdr.num_headers > MAX_HEADERS ||
         hdr.lifetime < 0 || hdr.initial_age < 0)
         return -1;
@@ -82,6 +91,14 @@ int edge_object_decode(h2o_mem_pool_t *pool, const void *blob, size_t len, edge_
     } else {
         hdr.flags = 0;
     }
+    edge_object_ext3_t ext3 = {0};
+    if (hdr.version >= 3) {
+        if ((size_t)(end - p) < sizeof(ext3))
+            return -1;
+        memcpy(&ext3, p, sizeof(ext3));
+        p += sizeof(ext3);
+    }
+    obj->base_fill_id = ext3.base_fill_id;
     obj->flags = hdr.flags;
     obj->swr = ext.swr;
     obj->sie = ext.sie;

@@ -2,7 +2,9 @@
  * edge/object.h: the stored response head (the `meta` blob of a store object).
  *
  * Layout (little-endian host order is fine: the store lives and dies with the machine):
- *   edge_object_hdr_t, then num_headers times { u16 name_len, u32 value_len, name, value }.
+ *   edge_object_hdr_t, then (version >= 2) the extension { i64 swr, i64 sie }, then (version >= 3)
+ *   { u64 base_fill_id }, then num_headers times { u16 name_len, u32 value_len, name, value }.
+ * Encoding always writes the current version.
  * A decoded record is validated field by field; a bad one is EDGE_STORE_ECORRUPT for the caller
  * (a miss plus a log line), never an assert.
  */
@@ -14,7 +16,7 @@
 #include "h2o.h"
 
 #define EDGE_OBJECT_MAGIC 0x4d474445u /* "EDGM" */
-#define EDGE_OBJECT_VERSION 2 /* 2 added flags, swr and sie; version 1 records still decode */
+#define EDGE_OBJECT_VERSION 3 /* 2 added flags, swr and sie; 3 base_fill_id; versions 1 and 2 still decode */
 
 /* What of the response's (targeted) Cache-Control a hit needs, kept so hits never re-parse it. */
 #define EDGE_OBJECT_NO_CACHE 0x1         /* no-cache: validate before every use */
@@ -23,6 +25,7 @@
 #define EDGE_OBJECT_HAS_SWR 0x8          /* an explicit stale-while-revalidate (value in swr) */
 #define EDGE_OBJECT_HAS_SIE 0x10         /* an explicit stale-if-error (value in sie) */
 #define EDGE_OBJECT_HAS_SMAXAGE 0x20
+#define EDGE_OBJECT_COMPRESSIBLE 0x40    /* gzip / br variants may exist (edge/compress_job.h) */
 #define EDGE_OBJECT_VARY_MARKER 0x100    /* not a response: the Vary of the URL's variants (no body) */
 
 typedef struct st_edge_object_t {
@@ -35,6 +38,8 @@ typedef struct st_edge_object_t {
     int64_t lifetime;      /* freshness lifetime (RFC 9111 §4.2.1) */
     h2o_header_t *headers; /* stored end-to-end headers, in origin order */
     size_t num_headers;
+    uint64_t base_fill_id; /* a compressed variant (edge/compress_job.h): the fill id of the identity object it
+                              was made from; 0 for everything else (and for records of versions 1 and 2) */
 } edge_object_t;
 
 /**

@@ -121,6 +121,31 @@ class Stale(EdgeTestCase):
         wait_for(lambda: self.get(t).edge_status().get("hit") is True, 5 * SLOWDOWN, what="a heuristic hit")
         self.assertEqual(self.origin.count(t), 1)
 
+    def test_unreachable_origin_serves_stale_within_the_configured_grace(self):
+        # RFC 9111 §4.2.4: a disconnected cache may serve stale; cache.stale_if_unreachable (default 24h),
+        # unless the response forbids it
+        plain = url("/r/unreach", cc="max-age=1")
+        strict = url("/r/unreach-mr", cc="max-age=1, must-revalidate")
+        first = self.get(plain)
+        self.assertStored(first)
+        self.assertStored(self.get(strict))
+        self.origin.stop()
+        expire(1)
+        r = self.get(plain)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(str(r.edge_status().get("detail")), "stale-if-error", r)
+        self.assertEqual(r.body, first.body)
+        self.assertEqual(self.get(strict).status, 502)
+
+    def test_unreachable_grace_can_be_turned_off(self):
+        self.edge.stop()
+        self.start_edge({"cache": {"stale_if_unreachable": "0"}})
+        t = url("/r/unreach-off", cc="max-age=1")
+        self.assertStored(self.get(t))
+        self.origin.stop()
+        expire(1)
+        self.assertEqual(self.get(t).status, 502)
+
 
 if __name__ == "__main__":
     unittest.main()

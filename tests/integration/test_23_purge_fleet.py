@@ -255,5 +255,24 @@ class HardTagPurge(FleetCase):
         self.assertEqual(self.edge.metrics().get("cdn_edge_purges_total", kind="tag"), sum(len(t) for t, _ in steps))
 
 
+class ConfiguredTagHeaders(FleetCase):
+    """purge.tag_headers: more response headers that carry purge tags; they are stripped from responses too."""
+
+    def test_a_configured_tag_header(self):
+        self.start_edge({"purge": {"tag_headers": ["X-My-Tags"]}})
+        auth = dict(AUTH, Authorization="Bearer " + self.edge.config["admin"]["token"])
+        tagged = url("/r/mytags", cc="max-age=600", hdr="X-My-Tags: alpha, beta")
+        other = url("/r/mytags-other", cc="max-age=600", hdr="X-My-Tags: gamma")
+        for t in (tagged, other):
+            r = self.assertNodeMiss(self.edge, t)
+            self.assertIsNone(r.header("x-my-tags"), "a tag header leaked to the client")
+            wait_for(lambda: self.node_get(self.edge, t).edge_status().get("hit") is True, 5, what="a hit")
+            self.assertIsNone(self.assertNodeHit(self.edge, t).header("x-my-tags"))
+        r = http_request(self.edge.admin_port, "POST", "/purge", headers=auth, body=json.dumps({"tags": ["beta"]}))
+        self.assertEqual(r.status, 200, r.body)
+        self.assertNodeMiss(self.edge, tagged)
+        self.assertNodeHit(self.edge, other)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -389,6 +389,7 @@ static void test_defaults(void **state)
     assert_string_equal(conf.cache.path, tmp_path(path, CONF_DEFAULT_CACHE_PATH));
     assert_int_equal(conf.cache.max_size_bytes, CONF_DEFAULT_CACHE_MAX_SIZE);
     assert_int_equal(conf.cache.max_object_size_bytes, CONF_DEFAULT_CACHE_MAX_OBJECT_SIZE);
+    assert_int_equal(conf.cache.stale_if_unreachable_ms, CONF_DEFAULT_STALE_IF_UNREACHABLE_MS);
     assert_int_equal(conf.limits.request_body_bytes, CONF_DEFAULT_REQUEST_BODY);
     assert_int_equal(conf.limits.client_connections, CONF_DEFAULT_CLIENT_CONNECTIONS);
     assert_int_equal(conf.origin.kind, CONF_ORIGIN_HTTP);
@@ -407,6 +408,14 @@ static void test_defaults(void **state)
     assert_int_equal(conf.drain_timeout_ms, CONF_DEFAULT_DRAIN_TIMEOUT_MS);
     assert_int_equal(conf.write_timeout_ms, CONF_DEFAULT_WRITE_TIMEOUT_MS);
     assert_string_equal(conf.access_log, CONF_DEFAULT_ACCESS_LOG);
+    assert_int_equal(conf.compress.enabled, 1);
+    assert_null(conf.compress.types); /* the built-in list */
+    assert_int_equal(conf.compress.num_types, 0);
+    assert_int_equal(conf.compress.min_size_bytes, CONF_DEFAULT_COMPRESS_MIN_SIZE);
+    assert_int_equal(conf.compress.gzip_level, CONF_DEFAULT_COMPRESS_GZIP_LEVEL);
+    assert_int_equal(conf.compress.brotli_level, CONF_DEFAULT_COMPRESS_BROTLI_LEVEL);
+    assert_int_equal(conf.compress.threads, CONF_DEFAULT_COMPRESS_THREADS);
+    assert_int_equal(conf.compress.queue, CONF_DEFAULT_COMPRESS_QUEUE);
     conf_dispose(&conf);
 }
 
@@ -512,6 +521,14 @@ static void test_example_file(void **state)
     assert_int_equal(conf.cache.max_size_bytes, CONF_DEFAULT_CACHE_MAX_SIZE);
     assert_int_equal(conf.origin.pool_idle_timeout_ms, CONF_DEFAULT_POOL_IDLE_TIMEOUT_MS);
     assert_string_equal(conf.access_log, "-");
+    /* the example names every compress key with its default; types stays commented out (the built-in list) */
+    assert_int_equal(conf.compress.enabled, CONF_DEFAULT_COMPRESS_ENABLED);
+    assert_null(conf.compress.types);
+    assert_int_equal(conf.compress.min_size_bytes, CONF_DEFAULT_COMPRESS_MIN_SIZE);
+    assert_int_equal(conf.compress.gzip_level, CONF_DEFAULT_COMPRESS_GZIP_LEVEL);
+    assert_int_equal(conf.compress.brotli_level, CONF_DEFAULT_COMPRESS_BROTLI_LEVEL);
+    assert_int_equal(conf.compress.threads, CONF_DEFAULT_COMPRESS_THREADS);
+    assert_int_equal(conf.compress.queue, CONF_DEFAULT_COMPRESS_QUEUE);
     conf_dispose(&conf);
 }
 
@@ -652,6 +669,46 @@ static void test_purge_section(void **state)
     conf_dispose(&conf);
 }
 
+static void test_compress_section(void **state)
+{
+    static const char yaml[] = "listen:\n  - address: 127.0.0.1:0\norigin:\n  url: http://o\ncompress:\n"
+                               "  enabled: true\n  types: [text/html, \"text/*\", +json, image/svg+xml]\n  min_size: 1KiB\n"
+                               "  gzip_level: 9\n  brotli_level: 0\n  threads: 4\n  queue: 1\n";
+    conf_t conf;
+    char err[512];
+
+    if (conf_load_string(&conf, yaml, strlen(yaml), "c.yaml", tmp_dir, err, sizeof(err)) != 0)
+        fail_msg("%s", err);
+    assert_int_equal(conf.compress.enabled, 1);
+    assert_int_equal(conf.compress.num_types, 4);
+    assert_string_equal(conf.compress.types[0], "text/html");
+    assert_string_equal(conf.compress.types[1], "text/*");
+    assert_string_equal(conf.compress.types[2], "+json");
+    assert_string_equal(conf.compress.types[3], "image/svg+xml");
+    assert_int_equal(conf.compress.types_line, 7);
+    assert_int_equal(conf.compress.min_size_bytes, 1024);
+    assert_int_equal(conf.compress.gzip_level, 9);
+    assert_int_equal(conf.compress.brotli_level, 0);
+    assert_int_equal(conf.compress.threads, 4);
+    assert_int_equal(conf.compress.queue, 1);
+    conf_dispose(&conf);
+
+    static const struct {
+        const char *tail;
+        int enabled;
+    } cases[] = {{"compress: off\n", 0}, {"compress: on\n", 1}, {"compress: {}\n", 1}, {"compress:\n  enabled: no\n", 0}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); ++i) {
+        char y[512];
+        snprintf(y, sizeof(y), "listen:\n  - address: 127.0.0.1:0\norigin:\n  url: http://o\n%s", cases[i].tail);
+        if (conf_load_string(&conf, y, strlen(y), "c.yaml", tmp_dir, err, sizeof(err)) != 0)
+            fail_msg("%s: %s", cases[i].tail, err);
+        if (conf.compress.enabled != cases[i].enabled)
+            fail_msg("%s: compress.enabled %d", cases[i].tail, conf.compress.enabled);
+        assert_int_equal(conf.compress.gzip_level, CONF_DEFAULT_COMPRESS_GZIP_LEVEL);
+        conf_dispose(&conf);
+    }
+}
+
 static void test_switches(void **state)
 {
     static const struct {
@@ -707,6 +764,9 @@ static void test_bad_configs(void **state)
         {LISTEN ORIGIN "? [a]\n: 1\n", "b.yaml:5: a key must be a scalar"},
         /* sizes and numbers */
         {LISTEN "cache:\n  max_size: 1.5GiB\n" ORIGIN, "b.yaml:4: cache.max_size: invalid size `1.5GiB`"},
+        {LISTEN "cache:\n  stale_if_unreachable: soon\n" ORIGIN, "b.yaml:4: cache.stale_if_unreachable: invalid duration `soon`"},
+        {LISTEN "purge:\n  tag_headers: [\"bad header\"]\n" ORIGIN, "b.yaml:4: purge.tag_headers[0]: invalid header name `bad header`"},
+        {LISTEN "purge:\n  tag_headers: x-tags\n" ORIGIN, "b.yaml:4: purge.tag_headers: expected a list of header names"},
         {LISTEN "cache:\n  max_size: -1\n" ORIGIN, "b.yaml:4: cache.max_size: invalid size `-1`"},
         {LISTEN "cache:\n  max_size: 99999999999GiB\n" ORIGIN, "b.yaml:4: cache.max_size: invalid size"},
         {LISTEN "cache:\n  max_size: 1KiB\n" ORIGIN, "b.yaml:4: cache.max_size: must be at least 1MiB"},
@@ -740,6 +800,25 @@ static void test_bad_configs(void **state)
         {LISTEN ORIGIN "purge:\n  stream_max_len: -1\n", "b.yaml:6: purge.stream_max_len: expected an integer"},
         {LISTEN ORIGIN "purge:\n  catchup_timeout: 1x\n", "b.yaml:6: purge.catchup_timeout: invalid duration"},
         {LISTEN ORIGIN "purge:\n  timeout: 0\n", "b.yaml:6: purge.timeout: must be greater than 0"},
+        /* compress */
+        {LISTEN ORIGIN "compress:\n  bogus: 1\n", "b.yaml:6: compress.bogus: unknown key"},
+        {LISTEN ORIGIN "compress: maybe\n", "b.yaml:5: compress: expected a mapping or off, got `maybe`"},
+        {LISTEN ORIGIN "compress:\n  enabled: 2\n", "b.yaml:6: compress.enabled: expected a boolean"},
+        {LISTEN ORIGIN "compress:\n  types: text/html\n", "b.yaml:6: compress.types: expected a list of media types, got a scalar"},
+        {LISTEN ORIGIN "compress:\n  types: []\n", "b.yaml:6: compress.types: at least one media type"},
+        {LISTEN ORIGIN "compress:\n  types:\n    - text/html\n    - html\n",
+         "b.yaml:8: compress.types[1]: invalid media type `html`"},
+        {LISTEN ORIGIN "compress:\n  types: [\"text/html; charset=utf-8\"]\n", "b.yaml:6: compress.types[0]: invalid media type"},
+        {LISTEN ORIGIN "compress:\n  types: [\"*/*\"]\n", "b.yaml:6: compress.types[0]: invalid media type"},
+        {LISTEN ORIGIN "compress:\n  types: [+]\n", "b.yaml:6: compress.types[0]: invalid media type"},
+        {LISTEN ORIGIN "compress:\n  types: [text/]\n", "b.yaml:6: compress.types[0]: invalid media type"},
+        {LISTEN ORIGIN "compress:\n  types: [[text/html]]\n", "b.yaml:6: compress.types[0]: expected a scalar value, got a list"},
+        {LISTEN ORIGIN "compress:\n  min_size: 1k\n", "b.yaml:6: compress.min_size: invalid size"},
+        {LISTEN ORIGIN "compress:\n  gzip_level: 0\n", "b.yaml:6: compress.gzip_level: must be between 1 and 9"},
+        {LISTEN ORIGIN "compress:\n  gzip_level: 10\n", "b.yaml:6: compress.gzip_level: must be between 1 and 9"},
+        {LISTEN ORIGIN "compress:\n  brotli_level: 12\n", "b.yaml:6: compress.brotli_level: must be between 0 and 11"},
+        {LISTEN ORIGIN "compress:\n  threads: 0\n", "b.yaml:6: compress.threads: must be between 1 and 64"},
+        {LISTEN ORIGIN "compress:\n  queue: 0\n", "b.yaml:6: compress.queue: must be between 1 and 1000000"},
         /* origin */
         {LISTEN "origin:\n  url: http://o\n  directory: site\n",
          "b.yaml:5: origin.directory: url and directory are mutually exclusive"},
@@ -834,7 +913,7 @@ int main(void)
         cmocka_unit_test(test_full_config), cmocka_unit_test(test_defaults),       cmocka_unit_test(test_embedded_default),
         cmocka_unit_test(test_load_file),   cmocka_unit_test(test_example_file),   cmocka_unit_test(test_origin_url),
         cmocka_unit_test(test_switches),    cmocka_unit_test(test_bad_configs),    cmocka_unit_test(test_conf_error),
-        cmocka_unit_test(test_redis_url),   cmocka_unit_test(test_purge_section),
+        cmocka_unit_test(test_redis_url),   cmocka_unit_test(test_purge_section),  cmocka_unit_test(test_compress_section),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
