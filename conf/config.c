@@ -51,6 +51,7 @@ const char conf_embedded_default[] = "# cdn-edge embedded default configuration\
 #define MAX_COMPRESS_QUEUE 1000000
 #define MAX_COMPRESS_TYPES 256
 #define MAX_TAG_HEADERS 16
+#define MAX_QUERY_DROP 64
 #define MAX_MEDIA_TYPE_LEN 127 /* as edge/compress.c: a longer type never matches */
 #define KEY_MAX 128
 
@@ -605,9 +606,10 @@ static int load_admin(struct st_loader_t *ld, yaml_node_t *node)
 
 static int load_cache(struct st_loader_t *ld, yaml_node_t *node)
 {
-    static const char *const known[] = {"path", "max_size", "max_object_size", "stale_if_unreachable", NULL};
+    static const char *const known[] = {"path",  "max_size",   "max_object_size",       "stale_if_unreachable",
+                                        "query", "query_drop", "honor_client_no_cache", NULL};
     conf_cache_t *cache = &ld->conf->cache;
-    yaml_node_t *v;
+    yaml_node_t *v, *k;
     unsigned object_line = 0;
 
     if (expect_mapping(ld, node, "cache") != 0 || check_keys(ld, node, "cache", known) != 0)
@@ -624,6 +626,44 @@ static int load_cache(struct st_loader_t *ld, yaml_node_t *node)
         if (cache->max_size_bytes < MIN_CACHE_MAX_SIZE)
             return fail(ld, cache->max_size_line, "cache.max_size", "must be at least 1MiB");
     }
+    if ((v = lookup(ld, node, "query", NULL)) != NULL) {
+        const char *str;
+        if (get_scalar(ld, v, "cache.query", &str) != 0)
+            return -1;
+        if (strcmp(str, "keep") == 0)
+            cache->query_mode = CONF_QUERY_KEEP;
+        else if (strcmp(str, "sort") == 0)
+            cache->query_mode = CONF_QUERY_SORT;
+        else if (strcmp(str, "ignore") == 0)
+            cache->query_mode = CONF_QUERY_IGNORE;
+        else
+            return fail(ld, node_line(v), "cache.query", "expected keep, sort or ignore, got `%s`", str);
+    }
+    if ((v = lookup(ld, node, "query_drop", &k)) != NULL) {
+        if (v->type != YAML_SEQUENCE_NODE)
+            return fail(ld, node_line(v), "cache.query_drop", "expected a list of parameter names, got %s",
+                        is_null(v) ? "nothing" : node_kind(v));
+        size_t n = v->data.sequence.items.top - v->data.sequence.items.start;
+        if (n > MAX_QUERY_DROP)
+            return fail(ld, node_line(k), "cache.query_drop", "at most %d parameter names", MAX_QUERY_DROP);
+        cache->query_drop = xmalloc((n + 1) * sizeof(*cache->query_drop));
+        memset(cache->query_drop, 0, (n + 1) * sizeof(*cache->query_drop));
+        cache->num_query_drop = n;
+        for (size_t i = 0; i < n; ++i) {
+            char key[KEY_MAX];
+            const char *str;
+            yaml_node_t *item = get_node(ld, v->data.sequence.items.start[i]);
+            snprintf(key, sizeof(key), "cache.query_drop[%zu]", i);
+            if (get_scalar(ld, item, key, &str) != 0)
+                return -1;
+            if (*str == '\0' || strpbrk(str, "&=#? ") != NULL)
+                return fail(ld, node_line(item), key, "invalid parameter name `%s`", str);
+            cache->query_drop[i] = xstrdup(str);
+        }
+    }
+    if ((v = lookup(ld, node, "honor_client_no_cache", NULL)) != NULL &&
+        get_bool(ld, v, "cache.honor_client_no_cache", &cache->honor_client_no_cache) != 0)
+        return -1;
     if ((v = lookup(ld, node, "stale_if_unreachable", NULL)) != NULL) {
         const char *str;
         if (get_scalar(ld, v, "cache.stale_if_unreachable", &str) != 0)
@@ -1206,6 +1246,9 @@ void conf_dispose(conf_t *conf)
     for (size_t i = 0; i < conf->compress.num_types; ++i)
         free(conf->compress.types[i]);
     free(conf->compress.types);
+    for (size_t i = 0; i < conf->cache.num_query_drop; ++i)
+        free(conf->cache.query_drop[i]);
+    free(conf->cache.query_drop);
     for (size_t i = 0; i < conf->purge.num_tag_headers; ++i)
         free(conf->purge.tag_headers[i]);
     free(conf->purge.tag_headers);

@@ -87,12 +87,21 @@ typedef struct st_conf_admin_t {
     unsigned token_line;
 } conf_admin_t;
 
+#define CONF_QUERY_KEEP 0
+#define CONF_QUERY_SORT 1
+#define CONF_QUERY_IGNORE 2
+
 typedef struct st_conf_cache_t {
     char *path;                     /* LMDB environment directory, resolved */
     unsigned path_line;
     uint64_t max_size_bytes;        /* hard budget of the store on disk */
     uint64_t max_object_size_bytes; /* larger responses pass through unstored */
     unsigned max_size_line;
+    int query_mode;                 /* CONF_QUERY_KEEP (raw), CONF_QUERY_SORT or CONF_QUERY_IGNORE: the query in the key */
+    char **query_drop;              /* query parameters left out of the key (e.g. utm_source); NULL-terminated */
+    size_t num_query_drop;
+    int honor_client_no_cache;      /* a request's no-cache / max-age / min-fresh may send it to the origin; default
+                                       off: clients cannot force origin traffic */
     uint64_t stale_if_unreachable_ms; /* a stale object is served when the origin cannot be reached (refused,
                                          reset, timed out; not a 5xx) for up to this long past its freshness,
                                          unless the response forbids it (RFC 9111 §4.2.4 "disconnected"); 0: never */

@@ -15,6 +15,7 @@
 #endif
 #include <arpa/inet.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "h2o.h"
 #include "edge/cache_key.h"
@@ -290,4 +291,66 @@ int edge_cache_key_build(h2o_mem_pool_t *pool, h2o_iovec_t scheme, h2o_iovec_t a
     *key = h2o_iovec_init(k, klen);
     *path = h2o_iovec_init(p, plen);
     return 0;
+}
+
+/* --- query rules --- */
+
+static int param_cmp(const void *a, const void *b)
+{
+    const h2o_iovec_t *x = a, *y = b;
+    size_t n = x->len < y->len ? x->len : y->len;
+    int c = memcmp(x->base, y->base, n);
+    return c != 0 ? c : (x->len < y->len ? -1 : x->len > y->len);
+}
+
+void edge_cache_key_apply_query_rules(h2o_mem_pool_t *pool, h2o_iovec_t key, edge_query_mode_t mode,
+                                      const char *const *drop, size_t num_drop, h2o_iovec_t *out)
+{
+    const char *q = memchr(key.base, '?', key.len);
+    *out = key;
+    if (q == NULL || (mode == EDGE_QUERY_KEEP && num_drop == 0))
+        return;
+    size_t prefix_len = (size_t)(q - key.base);
+    if (mode == EDGE_QUERY_IGNORE) {
+        *out = h2o_strdup(pool, key.base, prefix_len);
+        return;
+    }
+    /* split the query into its parameters */
+    const char *p = q + 1, *end = key.base + key.len;
+    size_t count = 1;
+    for (const char *c = p; c != end; ++c)
+        if (*c == '&')
+            ++count;
+    h2o_iovec_t *params = h2o_mem_alloc_pool(pool, sizeof(*params) * count);
+    size_t n = 0;
+    while (p <= end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *stop = amp != NULL ? amp : end;
+        h2o_iovec_t param = h2o_iovec_init(p, (size_t)(stop - p));
+        const char *eq = memchr(param.base, '=', param.len);
+        size_t name_len = eq != NULL ? (size_t)(eq - param.base) : param.len;
+        int dropped = param.len == 0;
+        for (size_t i = 0; !dropped && i != num_drop; ++i)
+            dropped = strlen(drop[i]) == name_len && memcmp(drop[i], param.base, name_len) == 0;
+        if (!dropped)
+            params[n++] = param;
+        if (amp == NULL)
+            break;
+        p = amp + 1;
+    }
+    if (mode == EDGE_QUERY_SORT)
+        qsort(params, n, sizeof(*params), param_cmp);
+    size_t len = prefix_len + 1;
+    for (size_t i = 0; i != n; ++i)
+        len += params[i].len + 1;
+    char *buf = h2o_mem_alloc_pool(pool, len + 1), *w = buf;
+    memcpy(w, key.base, prefix_len);
+    w += prefix_len;
+    for (size_t i = 0; i != n; ++i) {
+        *w++ = i == 0 ? '?' : '&';
+        memcpy(w, params[i].base, params[i].len);
+        w += params[i].len;
+    }
+    *w = '\0';
+    *out = h2o_iovec_init(buf, (size_t)(w - buf));
 }

@@ -45,4 +45,20 @@
 int edge_cache_key_build(h2o_mem_pool_t *pool, h2o_iovec_t scheme, h2o_iovec_t authority, h2o_iovec_t raw_path, h2o_iovec_t *key,
                          h2o_iovec_t *path);
 
+/* How the query takes part in the cache key (cache.query). */
+typedef enum en_edge_query_mode_t {
+    EDGE_QUERY_KEEP = 0, /* raw, as received (the default) */
+    EDGE_QUERY_SORT,     /* parameters sorted (byte order of "name=value"), so their order does not matter */
+    EDGE_QUERY_IGNORE    /* left out of the key entirely (the origin still gets it) */
+} edge_query_mode_t;
+
+/**
+ * Applies the query rules to a cache key built by edge_cache_key_build: parameters whose name is in `drop`
+ * (compared byte for byte, before any '=') are removed, then the rest are sorted or all removed as `mode`
+ * says; an empty query loses its '?'. The forwarded path is not changed (the origin gets the query as sent).
+ * @param[out] out  the key, allocated from pool when it changed, else `key` itself
+ */
+void edge_cache_key_apply_query_rules(h2o_mem_pool_t *pool, h2o_iovec_t key, edge_query_mode_t mode,
+                                      const char *const *drop, size_t num_drop, h2o_iovec_t *out);
+
 #endif

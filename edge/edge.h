@@ -46,6 +46,14 @@ typedef struct st_edge_thread_t {
 extern __thread edge_thread_t *edge_this_thread;
 
 /**
+ * The cache key of a request target: edge_cache_key_build (edge/cache_key.h), then the configured query rules
+ * (cache.query, cache.query_drop). Every place that keys a URL uses this, purges included.
+ * @return 0, or -1 when the target cannot be keyed (400)
+ */
+int edge_request_key(const edge_runtime_t *rt, h2o_mem_pool_t *pool, h2o_iovec_t scheme, h2o_iovec_t authority,
+                     h2o_iovec_t raw_path, h2o_iovec_t *key, h2o_iovec_t *path);
+
+/**
  * Registers the caching proxy handler on a path (hit / miss / pass).
  * The runtime must outlive every context.
  */

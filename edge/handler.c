@@ -109,6 +109,7 @@ enum fill_mode { FILL_CACHE, FILL_PASS };
  * fails (RFC 5861 §4).
  */
 struct st_stale_t {
+    int by_request; /* the object is fresh, but the request's directives want it revalidated (fwd=request) */
     /* what the lookup learned about variants (RFC 9111 §4.1), stale object or not */
     int has_variant;                   /* the URL has a Vary marker: the object is keyed by `variant` */
     int vary_miss;                     /* ... and this request's variant was not stored */
@@ -675,6 +676,27 @@ static h2o_iovec_t fill_header(const struct st_fill_t *fill, const h2o_token_t *
     return h2o_iovec_init(NULL, 0);
 }
 
+/* A response from a Next.js origin (its x-nextjs-* headers, or Vary on rsc) that is a 204 or an empty HTML
+ * (or untyped) page. */
+static int empty_nextjs_page(const struct st_fill_t *fill)
+{
+    int nextjs = 0;
+    for (size_t i = 0; i != fill->num_headers && !nextjs; ++i) {
+        const h2o_header_t *h = fill->headers + i;
+        if (h->name == &H2O_TOKEN_VARY->buf)
+            nextjs = h2o_strstr(h->value.base, h->value.len, H2O_STRLIT("rsc")) != SIZE_MAX ||
+                     h2o_strstr(h->value.base, h->value.len, H2O_STRLIT("RSC")) != SIZE_MAX;
+        else if (!h2o_iovec_is_token(h->name) && h->name->len > 9 && h2o_lcstris(h->name->base, 9, H2O_STRLIT("x-nextjs-")))
+            nextjs = 1;
+    }
+    if (!nextjs)
+        return 0;
+    if (fill->status == 204)
+        return 1;
+    h2o_iovec_t ct = fill_header(fill, H2O_TOKEN_CONTENT_TYPE);
+    return ct.base == NULL || h2o_lcstris(ct.base, ct.len < 9 ? ct.len : 9, H2O_STRLIT("text/html"));
+}
+
 /* A whole identity 200 of a compressible type and size (the origin was asked for identity). */
 static int fill_is_compressible(const struct st_fill_t *fill)
 {
@@ -904,17 +926,43 @@ static void invalidate_after_unsafe(struct st_fill_t *fill, h2o_req_t *req)
         h2o_iovec_t key, path;
         int r;
         if (h->value.len != 0 && h->value.base[0] == '/' && (h->value.len == 1 || h->value.base[1] != '/')) {
-            r = edge_cache_key_build(&req->pool, req->scheme->name, req->authority, h->value, &key, &path);
+            r = edge_request_key(fill->thread->rt, &req->pool, req->scheme->name, req->authority, h->value, &key, &path);
         } else {
             h2o_url_t url;
             if (h2o_url_parse(h->value.base, h->value.len, &url) != 0)
                 continue;
-            r = edge_cache_key_build(&req->pool, url.scheme->name, url.authority, url.path, &key, &path);
+            r = edge_request_key(fill->thread->rt, &req->pool, url.scheme->name, url.authority, url.path, &key, &path);
         }
         h2o_iovec_t origin = key_origin(key);
         if (r == 0 && h2o_memis(origin.base, origin.len, target_origin.base, target_origin.len))
             submit_invalidation(fill, key);
     }
+}
+
+/**
+ * The request fields a variant is keyed on. Next.js's image optimizer answers per Accept with only three
+ * outcomes (AVIF, WebP, the original), so for `/_next/image` the Accept value is folded to its class
+ * (`avif`, `webp`, `other`) and browsers' many Accept strings share three objects.
+ */
+static const h2o_header_t *vary_request_headers(h2o_req_t *req, h2o_mem_pool_t *pool, size_t *num)
+{
+    *num = req->headers.size;
+    if (!(req->path.len >= 12 && memcmp(req->path.base, "/_next/image", 12) == 0))
+        return req->headers.entries;
+    h2o_header_t *copy = h2o_mem_alloc_pool(pool, sizeof(*copy) * (req->headers.size + 1));
+    for (size_t i = 0; i != req->headers.size; ++i) {
+        copy[i] = req->headers.entries[i];
+        if (copy[i].name == &H2O_TOKEN_ACCEPT->buf) {
+            h2o_iovec_t v = copy[i].value;
+            if (h2o_strstr(v.base, v.len, H2O_STRLIT("image/avif")) != SIZE_MAX)
+                copy[i].value = h2o_iovec_init(H2O_STRLIT("avif"));
+            else if (h2o_strstr(v.base, v.len, H2O_STRLIT("image/webp")) != SIZE_MAX)
+                copy[i].value = h2o_iovec_init(H2O_STRLIT("webp"));
+            else
+                copy[i].value = h2o_iovec_init(H2O_STRLIT("other"));
+        }
+    }
+    return copy;
 }
 
 /**
@@ -929,7 +977,9 @@ static int choose_variant(struct st_fill_t *fill, h2o_mem_pool_t *pool, edge_var
     if (!h2o_linklist_is_empty(&fill->readers)) {
         h2o_req_t *req = H2O_STRUCT_FROM_MEMBER(struct st_reader_t, link, fill->readers.next)->req;
         h2o_iovec_t variant;
-        if (edge_vary_key(pool, vary, req->headers.entries, req->headers.size, &variant) != 0)
+        size_t num;
+        const h2o_header_t *headers = vary_request_headers(req, pool, &num);
+        if (edge_vary_key(pool, vary, headers, num, &variant) != 0)
             return 0;
         fill->variant = variant;
     } else if (!fill->has_variant) {
@@ -947,7 +997,8 @@ static void on_free_op(edge_store_op_t *op, int result)
     free(op);
 }
 
-/* After a variant's commit: the URL's Vary marker (what to key its variants on) and the cap on variants. */
+/* Before a variant's commit: the URL's Vary marker (what to key its variants on). It goes first, so that when
+ * the variant's commit is reported (and its fill leaves the registry) a lookup already finds the marker. */
 static void submit_vary_marker(struct st_fill_t *fill)
 {
     edge_store_t *store = fill->thread->rt->store;
@@ -979,7 +1030,12 @@ static void submit_vary_marker(struct st_fill_t *fill)
     op->key_len = fill->key.len;
     op->on_done = on_free_op;
     edge_store_submit(store, op);
+}
 
+/* After a variant's commit: the cap on variants per URL (the oldest go). */
+static void submit_variant_trim(struct st_fill_t *fill)
+{
+    edge_store_t *store = fill->thread->rt->store;
     edge_store_op_t *trim = h2o_mem_alloc(sizeof(*trim));
     memset(trim, 0, sizeof(*trim));
     trim->kind = EDGE_STORE_OP_TRIM_GROUP;
@@ -1183,7 +1239,8 @@ static void revalidated_304(struct st_fill_t *fill)
     while (!h2o_linklist_is_empty(&fill->readers)) {
         struct st_reader_t *r = H2O_STRUCT_FROM_MEMBER(struct st_reader_t, link, fill->readers.next);
         EDGE_METRIC_ADD(req_miss, 1);
-        reader_serve_stored(r, st, fill->hash, merged, num, fill->initial_age, "cdn-edge; fwd=stale; fwd-status=304");
+        reader_serve_stored(r, st, fill->hash, merged, num, fill->initial_age,
+                            st->by_request ? "cdn-edge; fwd=request; fwd-status=304" : "cdn-edge; fwd=stale; fwd-status=304");
     }
     fill_unref(fill);
 }
@@ -1287,7 +1344,10 @@ static void on_origin_head(origin_fetch_t *fetch, void *data, const origin_respo
                 h2o_memis(fill->headers[i].name->base, fill->headers[i].name->len, H2O_STRLIT("x-nextjs-cache")) &&
                 h2o_lcstris(fill->headers[i].value.base, fill->headers[i].value.len, H2O_STRLIT("stale")))
                 fill->lifetime = 0;
-        const char *fwd = fill->stale.active ? "stale" : fill->stale.vary_miss ? "vary-miss" : "miss";
+        const char *fwd = fill->stale.by_request ? "request"
+                          : fill->stale.active ? "stale"
+                          : fill->stale.vary_miss ? "vary-miss"
+                                                  : "miss";
         hfp_set(fill->hash, verdict != EDGE_VERDICT_STORE);
         if (verdict == EDGE_VERDICT_STORE) {
             fill->storing = 1;
@@ -1427,6 +1487,13 @@ static void on_origin_end(origin_fetch_t *fetch, void *data, int err)
         }
         if (fill->shared != NULL)
             shared_update(fill->shared, SF_FAILED, fill->committed_bytes);
+    } else if (fill->storing && fill->bytes == 0 && empty_nextjs_page(fill)) {
+        /* Next.js: a 204 or an empty body for a page (e.g. a segment prefetch's empty 404) must never answer
+         * a page request from the cache */
+        fill_stop_storing(fill, NULL);
+        EDGE_METRIC_ADD(fills_unstored, 1);
+        if (fill->shared != NULL)
+            shared_update(fill->shared, SF_FAILED, 0);
     } else if (fill->storing) {
         /* the last, partial chunk, then the record: the object exists from this commit on */
         if (fill->num_chunks != 0 && !fill->chunks[fill->num_chunks - 1]->submitted)
@@ -1465,9 +1532,11 @@ static void on_origin_end(origin_fetch_t *fetch, void *data, int err)
         }
         ++fill->ops_in_flight;
         ++fill->refcnt;
-        edge_store_submit(fill->thread->rt->store, &fill->commit_op);
         if (fill->has_variant)
             submit_vary_marker(fill);
+        edge_store_submit(fill->thread->rt->store, &fill->commit_op);
+        if (fill->has_variant)
+            submit_variant_trim(fill);
     }
 
     if (err != 0 && !fill->head_received && stale_if_error_allowed(&fill->stale, 1))
@@ -1830,7 +1899,9 @@ static void waiter_progress(struct st_reader_t *reader)
     if ((state == SF_STORING || state == SF_DONE) && sf->lifetime > 0 && sf->has_vary) {
         /* RFC 9111 §4.1: the response varies; it serves this request only if its fields select the same variant */
         h2o_iovec_t mine;
-        if (edge_vary_key(&req->pool, &sf->vary, req->headers.entries, req->headers.size, &mine) != 0 ||
+        size_t num_req;
+        const h2o_header_t *req_headers = vary_request_headers(req, &req->pool, &num_req);
+        if (edge_vary_key(&req->pool, &sf->vary, req_headers, num_req, &mine) != 0 ||
             !h2o_memis(mine.base, mine.len, sf->variant.base, sf->variant.len)) {
             reader_detach_shared(reader);
             reader->finished = 1;
@@ -2070,14 +2141,18 @@ static void start_background_revalidation(h2o_req_t *req, h2o_iovec_t key, const
 
 /* The request's Cache-Control, as far as this cache honours it: max-stale and only-if-cached always;
  * max-age, min-fresh and no-cache protect the origin and are not honoured (documented in README). */
-static void request_cc(h2o_req_t *req, edge_cc_t *cc)
+static void request_cc(h2o_req_t *req, int honor, edge_cc_t *cc)
 {
     ssize_t i = -1;
     memset(cc, 0, sizeof(*cc));
     while ((i = h2o_find_header(&req->headers, H2O_TOKEN_CACHE_CONTROL, i)) != -1)
         edge_cc_parse(cc, req->headers.entries[i].value.base, req->headers.entries[i].value.len);
-    cc->has_max_age = cc->has_min_fresh = 0;
-    cc->no_cache = cc->no_store = 0;
+    if (!honor) {
+        /* cache.honor_client_no_cache off (the default): no client forces origin traffic */
+        cc->has_max_age = cc->has_min_fresh = 0;
+        cc->no_cache = 0;
+    }
+    cc->no_store = 0;
 }
 
 /* Copies what a revalidation needs of a stale stored object out of the read transaction. */
@@ -2242,8 +2317,10 @@ static int try_hit(h2o_req_t *req, edge_runtime_t *rt, h2o_iovec_t key, const ui
          * names, and stored under its own hash */
         edge_vary_t vary;
         h2o_iovec_t variant;
+        size_t num_req;
+        const h2o_header_t *req_headers = vary_request_headers(req, &req->pool, &num_req);
         if (edge_vary_from_headers(&vary, obj.headers, obj.num_headers) != 0 ||
-            edge_vary_key(&req->pool, &vary, req->headers.entries, req->headers.size, &variant) != 0)
+            edge_vary_key(&req->pool, &vary, req_headers, num_req, &variant) != 0)
             goto Miss;
         stale->has_variant = 1;
         stale->variant = variant;
@@ -2266,10 +2343,12 @@ static int try_hit(h2o_req_t *req, edge_runtime_t *rt, h2o_iovec_t key, const ui
     /* a soft purge (or a stored stale flag) makes the object stale, whatever its age */
     int64_t lifetime = so.soft_purged ? (age < obj.lifetime ? age : obj.lifetime) : obj.lifetime;
     edge_cc_t rcc, occ;
-    request_cc(req, &rcc);
+    int honor = rt->conf->cache.honor_client_no_cache;
+    request_cc(req, honor, &rcc);
     cc_from_object_flags(obj.flags, obj.swr, obj.sie, &occ);
     char *cs = h2o_mem_alloc_pool(&req->pool, 96);
-    switch (edge_request_reuse(&rcc, &occ, age, lifetime, 0)) {
+    edge_reuse_t reuse = edge_request_reuse(&rcc, &occ, age, lifetime, honor);
+    switch (reuse) {
     case EDGE_REUSE_FRESH_OK:
         snprintf(cs, 96, "cdn-edge; hit; ttl=%" PRId64, lifetime - age);
         return serve_object(req, rt, txn, &so, &obj, age, cs);
@@ -2286,6 +2365,11 @@ static int try_hit(h2o_req_t *req, edge_runtime_t *rt, h2o_iovec_t key, const ui
         break;
     }
     stale_copy(&req->pool, stale, &so, &obj);
+    if (reuse == EDGE_REUSE_MUST_FETCH || (reuse == EDGE_REUSE_STALE && age < lifetime)) {
+        /* the client's own directives refused a usable object (honor_client_no_cache): revalidate, fwd=request */
+        stale->by_request = 1;
+        goto Miss;
+    }
     if (edge_stale_while_revalidate_ok(&occ, staleness_of(so.soft_purged, age, lifetime), EDGE_DEFAULT_STALE_GRACE_SEC)) {
         /* RFC 5861 §3: served at once, even to the first request; one revalidation in the background */
         snprintf(cs, 96, "cdn-edge; hit; ttl=%" PRId64 "; detail=stale-while-revalidate",
@@ -2294,7 +2378,7 @@ static int try_hit(h2o_req_t *req, edge_runtime_t *rt, h2o_iovec_t key, const ui
         h2o_iovec_t path = h2o_iovec_init(NULL, 0);
         int hr = serve_object(req, rt, txn, &so, &obj, age, cs);
         h2o_iovec_t key_unused;
-        if (edge_cache_key_build(&req->pool, req->scheme->name, req->authority, req->path, &key_unused, &path) == 0)
+        if (edge_request_key(rt, &req->pool, req->scheme->name, req->authority, req->path, &key_unused, &path) == 0)
             start_background_revalidation(req, key, hash, path, stale);
         return hr;
     }
@@ -2324,11 +2408,11 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
         /* RFC 9111 §3: only GET and HEAD responses are stored here; everything else goes through */
         EDGE_METRIC_ADD(req_pass, 1);
         int keyed = edge_method_is_unsafe(req->method) &&
-                    edge_cache_key_build(&req->pool, req->scheme->name, req->authority, req->path, &key, &path) == 0;
+                    edge_request_key(rt, &req->pool, req->scheme->name, req->authority, req->path, &key, &path) == 0;
         start_fetch(req, FILL_PASS, keyed ? key : h2o_iovec_init(NULL, 0), NULL, req->path, NULL, NULL, 1);
         return 0;
     }
-    if (edge_cache_key_build(&req->pool, req->scheme->name, req->authority, req->path, &key, &path) != 0) {
+    if (edge_request_key(rt, &req->pool, req->scheme->name, req->authority, req->path, &key, &path) != 0) {
         h2o_req_log_error(req, "edge/handler", "cannot key %.*s", (int)req->path.len, req->path.base);
         send_error(req, 400, NULL, "invalid request target or host");
         return 0;
@@ -2359,8 +2443,12 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
     w->thread = edge_this_thread;
     w->refcnt = 1;
     /* a variant's fills are keyed by the variant (requests for another variant do not wait on them) */
-    struct st_shared_fill_t *mine = shared_new(stale.hash), *sf;
-    if ((sf = registry_attach_or_register(stale.hash, w, only_if_cached ? NULL : mine)) == NULL) {
+    struct st_shared_fill_t *mine = shared_new(stale.hash), *sf = NULL;
+    /* a variant not stored yet may be the one a fill for the URL is storing right now: that fill is registered
+     * under the URL until its commit lands (the waiter checks the variant when the head is known) */
+    if (stale.vary_miss)
+        sf = registry_attach_or_register(hash, w, NULL);
+    if (sf == NULL && (sf = registry_attach_or_register(stale.hash, w, only_if_cached ? NULL : mine)) == NULL) {
         free(w);
         if (only_if_cached) {
             shared_release(mine);
@@ -2383,6 +2471,17 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
     reader->path = path;
     memcpy(reader->hash, hash, EDGE_STORE_HASH_LEN);
     waiter_progress(reader); /* the fill may be under way already */
+    return 0;
+}
+
+int edge_request_key(const edge_runtime_t *rt, h2o_mem_pool_t *pool, h2o_iovec_t scheme, h2o_iovec_t authority,
+                     h2o_iovec_t raw_path, h2o_iovec_t *key, h2o_iovec_t *path)
+{
+    if (edge_cache_key_build(pool, scheme, authority, raw_path, key, path) != 0)
+        return -1;
+    const conf_cache_t *c = &rt->conf->cache;
+    edge_cache_key_apply_query_rules(pool, *key, (edge_query_mode_t)c->query_mode, (const char *const *)c->query_drop,
+                                     c->num_query_drop, key);
     return 0;
 }
 

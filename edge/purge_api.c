@@ -159,9 +159,32 @@ static size_t count_ops(const purge_request_t *pr)
     return pr->urls.count + pr->prefixes.count + pr->hosts.count + pr->tags.count + (pr->all ? 1 : 0);
 }
 
-/* One BAN op per item (values point into pr). @return the ops (calloc'ed), or NULL on OOM */
-static edge_store_op_t *build_ops(const purge_request_t *pr, size_t *n)
+/* URLs are keyed as this node keys requests: its query rules (cache.query, cache.query_drop) apply to them too. */
+static void apply_key_rules(purge_request_t *pr)
 {
+    if (S.rt == NULL)
+        return;
+    const conf_cache_t *c = &S.rt->conf->cache;
+    if (c->query_mode == CONF_QUERY_KEEP && c->num_query_drop == 0)
+        return;
+    h2o_mem_pool_t pool;
+    h2o_mem_init_pool(&pool);
+    for (size_t i = 0; i < pr->urls.count; ++i) {
+        h2o_iovec_t out;
+        edge_cache_key_apply_query_rules(&pool, h2o_iovec_init(pr->urls.items[i], strlen(pr->urls.items[i])),
+                                         (edge_query_mode_t)c->query_mode, (const char *const *)c->query_drop,
+                                         c->num_query_drop, &out);
+        char *copy = h2o_strdup(NULL, out.base, out.len).base;
+        free(pr->urls.items[i]);
+        pr->urls.items[i] = copy;
+    }
+    h2o_mem_clear_pool(&pool);
+}
+
+/* One BAN op per item (values point into pr). @return the ops (calloc'ed), or NULL on OOM */
+static edge_store_op_t *build_ops(purge_request_t *pr, size_t *n)
+{
+    apply_key_rules(pr);
     static const edge_store_ban_kind_t kinds[] = {EDGE_STORE_BAN_URL, EDGE_STORE_BAN_PREFIX, EDGE_STORE_BAN_HOST,
                                                   EDGE_STORE_BAN_TAG};
     const purge_list_t *lists[] = {&pr->urls, &pr->prefixes, &pr->hosts, &pr->tags};
@@ -752,7 +775,7 @@ int edge_purge_api_handle_client_purge(h2o_req_t *req, edge_runtime_t *rt)
         return -1;
     if (authorise(req, rt) != 0)
         return 0;
-    if (edge_cache_key_build(&req->pool, req->scheme->name, req->authority, req->path, &key, &path) != 0) {
+    if (edge_request_key(rt, &req->pool, req->scheme->name, req->authority, req->path, &key, &path) != 0) {
         ADD(invalid, 1);
         send_error(req, 400, "Bad Request", "invalid request target or host");
         return 0;

@@ -70,7 +70,7 @@ class StoringRules(EdgeTestCase):
                 r1 = self.get(t, headers=headers)
                 self.assertTrue(r1.complete, r1)
                 self.assertStored(r1)
-                self.assertEqual(r1.age(), 0, r1)
+                self.assertLessEqual(r1.age(), 1, r1)  # 0, or 1 when the origin's Date second ticked over
                 r2 = self.get(t, headers=headers)
                 self.assertEqual(r2.status, r1.status)
                 self.assertHit(r2)

@@ -5,7 +5,7 @@ import threading
 import time
 import unittest
 
-from harness import SLOWDOWN, EdgeTestCase, curl, url
+from harness import SLOWDOWN, EdgeTestCase, curl, url, wait_for
 
 
 class HttpCaching(EdgeTestCase):
@@ -219,6 +219,29 @@ class HttpCaching(EdgeTestCase):
         r = self.get(t)
         self.assertNotIn("hit", r.edge_status(), r)
         self.assertEqual(self.origin.count(t), 2)
+
+    def test_next_image_keys_on_the_accept_class(self):
+        # Next.js's image optimizer varies on Accept with three outcomes: avif, webp, other
+        t = url("/_next/image", w=128, q=75, cc="max-age=600", vary="Accept", ct="image/webp")
+        webp1 = {"Accept": "image/webp,*/*"}
+        self.assertStored(self.get(t, headers=webp1))
+        wait_for(lambda: self.get(t, headers=webp1).edge_status().get("hit") is True, 5, what="a hit")
+        # another Accept string of the same class shares the object
+        self.assertHit(self.get(t, headers={"Accept": "image/webp, image/png;q=0.8"}))
+        # another class does not
+        self.assertEqual(self.get(t, headers={"Accept": "image/avif,image/webp,*/*"}).edge_status().get("fwd"),
+                         "vary-miss")
+        self.assertEqual(self.get(t, headers={"Accept": "image/png"}).edge_status().get("fwd"), "vary-miss")
+        self.assertEqual(self.origin.count(t), 3)
+
+    def test_empty_nextjs_page_is_never_stored(self):
+        t = url("/r/next-empty", status=404, len=0, cc="s-maxage=5", hdr="x-nextjs-cache:HIT", ct="text/html")
+        self.get(t)
+        self.get(t)
+        self.assertEqual(self.origin.count(t), 2)
+        # the same from another origin is an ordinary empty 404, stored
+        t2 = url("/r/plain-empty", status=404, len=0, cc="s-maxage=5", ct="text/html")
+        self.assertStored(self.get(t2))
 
 
 if __name__ == "__main__":

@@ -765,6 +765,9 @@ static void test_bad_configs(void **state)
         /* sizes and numbers */
         {LISTEN "cache:\n  max_size: 1.5GiB\n" ORIGIN, "b.yaml:4: cache.max_size: invalid size `1.5GiB`"},
         {LISTEN "cache:\n  stale_if_unreachable: soon\n" ORIGIN, "b.yaml:4: cache.stale_if_unreachable: invalid duration `soon`"},
+        {LISTEN "cache:\n  query: shuffle\n" ORIGIN, "b.yaml:4: cache.query: expected keep, sort or ignore, got `shuffle`"},
+        {LISTEN "cache:\n  query_drop: [\"a&b\"]\n" ORIGIN, "b.yaml:4: cache.query_drop[0]: invalid parameter name `a&b`"},
+        {LISTEN "cache:\n  honor_client_no_cache: maybe\n" ORIGIN, "b.yaml:4: cache.honor_client_no_cache: "},
         {LISTEN "purge:\n  tag_headers: [\"bad header\"]\n" ORIGIN, "b.yaml:4: purge.tag_headers[0]: invalid header name `bad header`"},
         {LISTEN "purge:\n  tag_headers: x-tags\n" ORIGIN, "b.yaml:4: purge.tag_headers: expected a list of header names"},
         {LISTEN "cache:\n  max_size: -1\n" ORIGIN, "b.yaml:4: cache.max_size: invalid size `-1`"},

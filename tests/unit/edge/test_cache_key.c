@@ -195,11 +195,48 @@ static void test_key_idempotent(void **state)
     assert_true(checked > 40);
 }
 
+/* ---- query rules ---- */
+
+static void test_query_rules(void **state)
+{
+    (void)state;
+    static const char *const drop[] = {"utm_source", "fbclid"};
+    static const struct {
+        const char *key;
+        edge_query_mode_t mode;
+        size_t num_drop;
+        const char *want;
+    } rows[] = {
+        {"http://a/p?b=2&a=1", EDGE_QUERY_KEEP, 0, "http://a/p?b=2&a=1"},
+        {"http://a/p?b=2&a=1", EDGE_QUERY_SORT, 0, "http://a/p?a=1&b=2"},
+        {"http://a/p?b=2&a=1", EDGE_QUERY_IGNORE, 0, "http://a/p"},
+        {"http://a/p", EDGE_QUERY_SORT, 2, "http://a/p"},
+        {"http://a/p?utm_source=x&a=1&fbclid=z", EDGE_QUERY_KEEP, 2, "http://a/p?a=1"},
+        {"http://a/p?utm_source=x", EDGE_QUERY_KEEP, 2, "http://a/p"},
+        {"http://a/p?utm_source_x=1&utm_source", EDGE_QUERY_KEEP, 2, "http://a/p?utm_source_x=1"},
+        {"http://a/p?z&&y=1&", EDGE_QUERY_SORT, 0, "http://a/p?y=1&z"},
+        {"http://a/p?a=2&a=1", EDGE_QUERY_SORT, 0, "http://a/p?a=1&a=2"},
+        {"http://a/p?", EDGE_QUERY_KEEP, 2, "http://a/p"},
+    };
+    h2o_mem_pool_t pool;
+    h2o_mem_init_pool(&pool);
+    for (size_t i = 0; i != sizeof(rows) / sizeof(rows[0]); ++i) {
+        h2o_iovec_t out;
+        print_message("row: %s mode %d\n", rows[i].key, (int)rows[i].mode);
+        edge_cache_key_apply_query_rules(&pool, h2o_iovec_init(rows[i].key, strlen(rows[i].key)), rows[i].mode, drop,
+                                         rows[i].num_drop, &out);
+        assert_int_equal(out.len, strlen(rows[i].want));
+        assert_memory_equal(out.base, rows[i].want, out.len);
+    }
+    h2o_mem_clear_pool(&pool);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_key_table),
         cmocka_unit_test(test_key_idempotent),
+        cmocka_unit_test(test_query_rules),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
