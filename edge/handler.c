@@ -305,11 +305,29 @@ static void add_cache_status(h2o_req_t *req, const char *value)
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("cache-status"), 0, NULL, value, strlen(value));
 }
 
+/* Decimal digits of v into buf (at least 21 bytes), NUL-terminated; the hit path avoids snprintf. @return the length */
+static size_t i64toa(char *buf, int64_t v)
+{
+    char tmp[21];
+    size_t n = 0, len = 0;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    if (v < 0)
+        buf[len++] = '-';
+    while (n != 0)
+        buf[len++] = tmp[--n];
+    buf[len] = '\0';
+    return len;
+}
+
 static void add_age(h2o_req_t *req, int64_t age)
 {
     char *buf = h2o_mem_alloc_pool(&req->pool, 24);
-    int n = snprintf(buf, 24, "%" PRId64, age < 0 ? 0 : age);
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_AGE, NULL, buf, (size_t)n);
+    size_t n = i64toa(buf, age < 0 ? 0 : age);
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_AGE, NULL, buf, n);
 }
 
 /* Copies a stored or received header to the response, minus what h2o writes itself (Date) and what
@@ -1896,7 +1914,8 @@ static void waiter_progress(struct st_reader_t *reader)
     }
     /* a response that may not be reused without validation (no-cache, max-age=0) serves only its own
      * request: a waiter goes to the origin itself */
-    if ((state == SF_STORING || state == SF_DONE) && sf->lifetime > 0 && sf->has_vary) {
+    /* a response that is stale on arrival (or may not be reused without validation) serves only its own request */
+    if ((state == SF_STORING || state == SF_DONE) && age < sf->lifetime && sf->has_vary) {
         /* RFC 9111 §4.1: the response varies; it serves this request only if its fields select the same variant */
         h2o_iovec_t mine;
         size_t num_req;
@@ -1910,7 +1929,7 @@ static void waiter_progress(struct st_reader_t *reader)
             return;
         }
     }
-    if ((state == SF_STORING || state == SF_DONE) && sf->lifetime > 0) {
+    if ((state == SF_STORING || state == SF_DONE) && age < sf->lifetime) {
         EDGE_METRIC_ADD(req_miss, 1);
         respond_head(reader, sf->status, sf->reason, sf->headers, sf->num_headers, sf->framing, sf->content_length, 1,
                      age, sf->cache_status);
@@ -2350,7 +2369,8 @@ static int try_hit(h2o_req_t *req, edge_runtime_t *rt, h2o_iovec_t key, const ui
     edge_reuse_t reuse = edge_request_reuse(&rcc, &occ, age, lifetime, honor);
     switch (reuse) {
     case EDGE_REUSE_FRESH_OK:
-        snprintf(cs, 96, "cdn-edge; hit; ttl=%" PRId64, lifetime - age);
+        memcpy(cs, "cdn-edge; hit; ttl=", 19);
+        i64toa(cs + 19, lifetime - age);
         return serve_object(req, rt, txn, &so, &obj, age, cs);
     case EDGE_REUSE_SERVE_STALE_OK:
         /* RFC 9111 §4.2.4: the client accepts it (max-stale) */

@@ -508,6 +508,14 @@ static void test_example_file(void **state)
     conf_t conf;
     char err[512];
 
+    /* the Next.js example: the default with the origin changed */
+    if (conf_load_file(&conf, EDGE_SOURCE_DIR "/conf/nextjs.example.yaml", err, sizeof(err)) != 0)
+        fail_msg("%s", err);
+    assert_int_equal(conf.origin.kind, CONF_ORIGIN_HTTP);
+    assert_int_equal(conf.origin.port, 3000);
+    assert_string_equal(conf.admin.token, "change-me");
+    conf_dispose(&conf);
+
     if (conf_load_file(&conf, EDGE_SOURCE_DIR "/conf/edge.example.yaml", err, sizeof(err)) != 0)
         fail_msg("%s", err);
     assert_string_equal(conf.base_dir, EDGE_SOURCE_DIR "/conf");

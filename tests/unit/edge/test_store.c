@@ -1539,6 +1539,190 @@ static void test_get_cost_without_bans(void **state)
     assert_int_equal(stats(f->store).ban_hits, 0);
 }
 
+/* Read txns are pooled: an ended one is reset and renewed by the next begin (any thread). */
+static uint64_t get_fill(edge_store_txn_t *txn, const char *key)
+{
+    edge_store_object_t obj;
+    uint8_t hash[EDGE_STORE_HASH_LEN];
+    edge_store_hash(key, strlen(key), hash);
+    int rc = edge_store_get(txn, hash, &obj);
+    return rc == 0 ? obj.fill_id : 0;
+}
+
+static void test_txn_reuse(void **state)
+{
+    struct fixture *f = *state;
+    edge_store_txn_t *a, *b, *first;
+
+    uint64_t f1 = put_object(f->store, "k", "m1", "x", 1, 16);
+    assert_int_equal(edge_store_read_begin(f->store, &first), 0);
+    assert_int_equal(get_fill(first, "k"), f1);
+    edge_store_read_end(first);
+
+    /* the next begin renews the same handle, and its new snapshot sees commits made since */
+    uint64_t f2 = put_object(f->store, "k", "m2", "y", 1, 16);
+    uint64_t f3 = put_object(f->store, "new", "m3", "z", 1, 16);
+    assert_int_equal(edge_store_read_begin(f->store, &a), 0);
+    assert_ptr_equal(a, first); /* the reuse path ran */
+    assert_int_equal(get_fill(a, "k"), f2);
+    assert_int_equal(get_fill(a, "new"), f3);
+    assert_int_equal(edge_store_read_begin(f->store, &b), 0); /* a second one while `a` is open: another handle */
+    assert_ptr_not_equal(b, a);
+    /* `a` keeps its snapshot while the writer commits; `b` renewed after the commit sees it */
+    assert_int_equal(delete_key(f->store, "new"), 0);
+    edge_store_read_end(b);
+    assert_int_equal(edge_store_read_begin(f->store, &b), 0);
+    assert_int_equal(get_fill(a, "new"), f3);
+    assert_int_equal(get_fill(b, "new"), 0);
+    edge_store_read_end(a);
+    edge_store_read_end(b);
+
+    /* many interleaved cycles (test_txn_reuse_readers_full checks that no handle leaks) */
+    for (int i = 0; i < 20000; ++i) {
+        assert_int_equal(edge_store_read_begin(f->store, &a), 0);
+        assert_int_equal(edge_store_read_begin(f->store, &b), 0);
+        assert_int_equal(get_fill(a, "k"), f2);
+        edge_store_read_end(a);
+        assert_int_equal(get_fill(b, "k"), f2);
+        edge_store_read_end(b);
+    }
+
+    /* begins that renew allocate nothing: with handles that ended (reset), opening as many again does not
+     * grow the heap (a malloc'd handle or MDB_txn per begin would) */
+    enum { N = 16 };
+    edge_store_txn_t *txns[N];
+    for (int i = 0; i < N; ++i)
+        assert_int_equal(edge_store_read_begin(f->store, &txns[i]), 0);
+    for (int i = 0; i < N; ++i)
+        edge_store_read_end(txns[i]);
+    struct mallinfo2 before = mallinfo2();
+    for (int i = 0; i < N; ++i)
+        assert_int_equal(edge_store_read_begin(f->store, &txns[i]), 0);
+    struct mallinfo2 during = mallinfo2();
+    for (int i = 0; i < N; ++i)
+        edge_store_read_end(txns[i]);
+    assert_int_equal(during.uordblks, before.uordblks);
+    assert_int_equal(during.hblks, before.hblks);
+}
+
+static void test_txn_reuse_readers_full(void **state)
+{
+    struct fixture *f = *state;
+    enum { SLOTS = 126 }; /* the minimum the store enforces, whatever the setting */
+    edge_store_txn_t *txns[SLOTS], *extra;
+
+    reopen(f, 16 * MiB, 1);
+    uint64_t f1 = put_object(f->store, "k", "m", "x", 1, 16);
+    /* churn first: half the handles end reset, half never begun */
+    for (int round = 0; round < 3; ++round) {
+        for (int i = 0; i < SLOTS / 2; ++i)
+            assert_int_equal(edge_store_read_begin(f->store, &txns[i]), 0);
+        for (int i = 0; i < SLOTS / 2; ++i)
+            edge_store_read_end(txns[i]);
+    }
+    for (int i = 0; i < SLOTS; ++i) {
+        assert_int_equal(edge_store_read_begin(f->store, &txns[i]), 0);
+        assert_int_equal(get_fill(txns[i], "k"), f1);
+    }
+    assert_int_equal(edge_store_read_begin(f->store, &extra), EDGE_STORE_EREADERS);
+    assert_int_equal(edge_store_get_stream_cursor(f->store, (char[8]){0}, 8), EDGE_STORE_EREADERS);
+    edge_store_read_end(txns[5]);
+    assert_int_equal(edge_store_read_begin(f->store, &extra), 0);
+    assert_ptr_equal(extra, txns[5]);
+    assert_int_equal(edge_store_read_begin(f->store, &txns[5]), EDGE_STORE_EREADERS);
+    edge_store_read_end(extra);
+    for (int i = 0; i < SLOTS; ++i)
+        if (i != 5)
+            edge_store_read_end(txns[i]);
+    /* every slot is free again (reset handles renew) */
+    for (int i = 0; i < SLOTS; ++i)
+        assert_int_equal(edge_store_read_begin(f->store, &txns[i]), 0);
+    for (int i = 0; i < SLOTS; ++i)
+        edge_store_read_end(txns[i]);
+}
+
+struct thread_arg {
+    edge_store_t *store;
+    edge_store_txn_t *txn;
+    uint64_t fill_id;
+    int rc;
+};
+
+static void *end_on_thread(void *p)
+{
+    struct thread_arg *a = p;
+    edge_store_read_end(a->txn);
+    return NULL;
+}
+
+static void *begin_on_thread(void *p)
+{
+    struct thread_arg *a = p;
+    if ((a->rc = edge_store_read_begin(a->store, &a->txn)) == 0)
+        a->fill_id = get_fill(a->txn, "k");
+    return NULL;
+}
+
+static void test_txn_reuse_across_threads(void **state)
+{
+    struct fixture *f = *state;
+    struct thread_arg arg = {.store = f->store};
+    pthread_t th;
+
+    put_object(f->store, "k", "m1", "x", 1, 16);
+    assert_int_equal(edge_store_read_begin(f->store, &arg.txn), 0);
+    edge_store_txn_t *mine = arg.txn;
+    assert_int_equal(pthread_create(&th, NULL, end_on_thread, &arg), 0); /* ended on another thread */
+    assert_int_equal(pthread_join(th, NULL), 0);
+    uint64_t f2 = put_object(f->store, "k", "m2", "y", 1, 16);
+    assert_int_equal(pthread_create(&th, NULL, begin_on_thread, &arg), 0); /* renewed on a third one */
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_int_equal(arg.rc, 0);
+    assert_ptr_equal(arg.txn, mine);
+    assert_int_equal(arg.fill_id, f2);
+    edge_store_read_end(arg.txn); /* and ended here */
+}
+
+/* A reused handle keeps its reference to the ban list, and refreshes it when the bans changed. */
+static void test_txn_reuse_bans(void **state)
+{
+    struct fixture *f = *state;
+    edge_store_txn_t *old, *t, *t2;
+
+    put_object(f->store, "http://a.test/x", "m", "b", 1, 16);
+    put_object(f->store, "http://a.test/y", "m", "b", 1, 16);
+    assert_int_equal(edge_store_read_begin(f->store, &old), 0); /* holds the bans live */
+    assert_int_equal(ban(f->store, EDGE_STORE_BAN_URL, "http://a.test/x", 0, NULL), 0);
+    edge_store_wait_idle(f->store);
+    assert_int_equal(stats(f->store).bans_live, 1);
+    assert_int_equal(edge_store_get(old, (uint8_t[EDGE_STORE_HASH_LEN]){0}, &(edge_store_object_t){0}),
+                     EDGE_STORE_NOTFOUND);
+    assert_int_equal(edge_store_read_begin(f->store, &t), 0);
+    assert_int_equal(get_fill(t, "http://a.test/x"), 0);
+    assert_int_not_equal(get_fill(t, "http://a.test/y"), 0);
+    edge_store_read_end(t);
+
+    assert_int_equal(ban(f->store, EDGE_STORE_BAN_URL, "http://a.test/y", 0, NULL), 0);
+    edge_store_wait_idle(f->store);
+    assert_int_equal(stats(f->store).bans_live, 2);
+    assert_int_equal(edge_store_read_begin(f->store, &t2), 0);
+    assert_ptr_equal(t2, t);
+    uint64_t hits = stats(f->store).ban_hits;
+    /* the old snapshot still has y: the new ban (seen through the refreshed list) hides it */
+    assert_int_equal(get_fill(old, "http://a.test/y"), 0);
+    assert_int_equal(stats(f->store).ban_hits, hits + 1);
+    assert_int_equal(get_fill(t2, "http://a.test/y"), 0);
+    edge_store_read_end(t2);
+
+    edge_store_read_end(old);
+    edge_store_wait_idle(f->store);
+    assert_int_equal(stats(f->store).bans_live, 0);
+    uint64_t f3 = put_object(f->store, "http://a.test/y", "m", "c", 1, 16);
+    assert_int_equal(edge_store_read_begin(f->store, &t), 0); /* it kept a list that is now retired */
+    assert_int_equal(get_fill(t, "http://a.test/y"), f3);
+    edge_store_read_end(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1572,6 +1756,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_old_reader_holds_ban, setup, teardown),
         cmocka_unit_test_setup_teardown(test_update_meta, setup, teardown),
         cmocka_unit_test_setup_teardown(test_get_cost_without_bans, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_txn_reuse, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_txn_reuse_readers_full, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_txn_reuse_across_threads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_txn_reuse_bans, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
