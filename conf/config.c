@@ -376,12 +376,21 @@ static int expect_mapping(struct st_loader_t *ld, yaml_node_t *node, const char 
     return 0;
 }
 
+/* `prefix.name` into buf (KEY_MAX bytes); a key too long for it is cut (it only names things in messages). */
 static void join_key(char *buf, const char *prefix, const char *name)
 {
-    if (prefix[0] == '\0')
-        snprintf(buf, KEY_MAX, "%s", name);
-    else
-        snprintf(buf, KEY_MAX, "%s.%s", prefix, name);
+    size_t plen = strlen(prefix), nlen = strlen(name), len = 0;
+    if (plen != 0) {
+        if (plen > KEY_MAX - 2)
+            plen = KEY_MAX - 2;
+        memcpy(buf, prefix, plen);
+        buf[plen] = '.';
+        len = plen + 1;
+    }
+    if (nlen > KEY_MAX - 1 - len)
+        nlen = KEY_MAX - 1 - len;
+    memcpy(buf + len, name, nlen);
+    buf[len + nlen] = '\0';
 }
 
 /*

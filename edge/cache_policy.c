@@ -18,25 +18,13 @@
 #include <time.h>
 #include "h2o.h"
 #include "edge/cache_policy.h"
+#include "edge/http_token.h"
 
 /* 9999-12-31T23:59:59Z: the last instant a 4-digit year can show */
 #define MAX_HTTP_DATE ((int64_t)253402300799)
 
 static pthread_once_t c_locale_once = PTHREAD_ONCE_INIT;
 static locale_t c_locale;
-
-static int is_ows(int c)
-{
-    return c == ' ' || c == '\t';
-}
-
-/* RFC 9110 §5.6.2 tchar */
-static int is_tchar(int c)
-{
-    if (('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z') || ('0' <= c && c <= '9'))
-        return 1;
-    return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
-}
 
 static int name_is(const char *name, size_t len, const char *lc_literal)
 {
@@ -195,10 +183,10 @@ static void apply_directive(edge_cc_t *cc, const struct st_directive_t *d)
 static const char *next_list_element(const char *p, const char *end, const char **el, size_t *el_len)
 {
     const char *comma = memchr(p, ',', end - p), *e = comma != NULL ? comma : end;
-    while (p < e && is_ows(*p))
+    while (p < e && edge_is_ows(*p))
         ++p;
     const char *last = e;
-    while (last > p && is_ows(last[-1]))
+    while (last > p && edge_is_ows(last[-1]))
         --last;
     *el = p;
     *el_len = last - p;
@@ -207,11 +195,11 @@ static const char *next_list_element(const char *p, const char *end, const char 
 
 static h2o_iovec_t trim_ows(const char *s, size_t len)
 {
-    while (len > 0 && is_ows(*s)) {
+    while (len > 0 && edge_is_ows(*s)) {
         ++s;
         --len;
     }
-    while (len > 0 && is_ows(s[len - 1]))
+    while (len > 0 && edge_is_ows(s[len - 1]))
         --len;
     return h2o_iovec_init(s, len);
 }
@@ -236,13 +224,13 @@ void edge_cc_parse(edge_cc_t *cc, const char *value, size_t len)
     /* Cache-Control = #cache-directive (RFC 9111 §5.2); cache-directive = token [ "=" ( token / quoted-string ) ].
      * Empty list elements are allowed and ignored (RFC 9110 §5.6.1.2). */
     for (;;) {
-        while (p < end && (is_ows(*p) || *p == ','))
+        while (p < end && (edge_is_ows(*p) || *p == ','))
             ++p;
         if (p == end)
             break;
 
         struct st_directive_t d = {p, 0, 0, 1, NULL, 0};
-        while (p < end && is_tchar(*p))
+        while (p < end && edge_is_tchar(*p))
             ++p;
         d.name_len = p - d.name;
         if (d.name_len == 0) {
@@ -251,11 +239,11 @@ void edge_cc_parse(edge_cc_t *cc, const char *value, size_t len)
         }
         /* RFC 9111 §5.2 has no whitespace around '='; accepting it costs nothing and misreads nothing */
         const char *q = p;
-        while (q < end && is_ows(*q))
+        while (q < end && edge_is_ows(*q))
             ++q;
         if (q < end && *q == '=') {
             d.has_arg = 1;
-            for (p = q + 1; p < end && is_ows(*p); ++p)
+            for (p = q + 1; p < end && edge_is_ows(*p); ++p)
                 ;
             if (p < end && *p == '"') {
                 /* quoted-string (RFC 9110 §5.6.4); both forms are accepted for every directive (RFC 9111 §5.2) */
@@ -272,14 +260,14 @@ void edge_cc_parse(edge_cc_t *cc, const char *value, size_t len)
                     ++p;
             } else {
                 d.arg = p;
-                while (p < end && is_tchar(*p))
+                while (p < end && edge_is_tchar(*p))
                     ++p;
                 d.arg_len = p - d.arg;
                 if (d.arg_len == 0)
                     d.well_formed = 0; /* "max-age=" */
             }
         }
-        while (p < end && is_ows(*p))
+        while (p < end && edge_is_ows(*p))
             ++p;
         if (p < end && *p != ',') {
             d.well_formed = 0; /* trailing garbage: "max-age=60 30", "max-age=60;x" */

@@ -12,12 +12,8 @@
 #include <string.h>
 #include "h2o.h"
 #include "edge/cache_policy.h"
+#include "edge/http_token.h"
 #include "edge/conditional.h"
-
-static int is_ows(int c)
-{
-    return c == ' ' || c == '\t';
-}
 
 /* RFC 9110 §8.8.3: etagc = %x21 / %x23-7E / obs-text */
 static int is_etagc(int c)
@@ -31,24 +27,13 @@ static int name_is(const char *name, size_t len, const char *lc_literal)
     return h2o_lcstris(name, len, lc_literal, strlen(lc_literal));
 }
 
-/* case-insensitive equality of two names (h2o_lcstris wants its second argument in lowercase already) */
-static int name_eq(const char *a, size_t alen, const char *b, size_t blen)
-{
-    if (alen != blen)
-        return 0;
-    for (size_t i = 0; i != alen; ++i)
-        if (h2o_tolower(a[i]) != h2o_tolower(b[i]))
-            return 0;
-    return 1;
-}
-
 static h2o_iovec_t trim_ows(const char *s, size_t len)
 {
-    while (len > 0 && is_ows(*s)) {
+    while (len > 0 && edge_is_ows(*s)) {
         ++s;
         --len;
     }
-    while (len > 0 && is_ows(s[len - 1]))
+    while (len > 0 && edge_is_ows(s[len - 1]))
         --len;
     return h2o_iovec_init(s, len);
 }
@@ -84,14 +69,14 @@ static int list_matches(h2o_iovec_t value, const edge_etag_t *stored, int strong
         return 1;
     const char *p = v.base, *end = v.base + v.len;
     while (p < end) {
-        while (p < end && (is_ows(*p) || *p == ','))
+        while (p < end && (edge_is_ows(*p) || *p == ','))
             ++p;
         if (p == end)
             break;
         edge_etag_t tag;
         const char *q = parse_etag_at(p, end, &tag);
         if (q != NULL) {
-            while (q < end && is_ows(*q))
+            while (q < end && edge_is_ows(*q))
                 ++q;
         }
         if (q == NULL || (q < end && *q != ',')) {
@@ -176,7 +161,7 @@ static int listed_in_connection(const h2o_header_t *headers, size_t num_headers,
         while (p < end) {
             const char *comma = memchr(p, ',', end - p), *e = comma != NULL ? comma : end;
             h2o_iovec_t el = trim_ows(p, e - p);
-            if (name_eq(el.base, el.len, name, len))
+            if (edge_name_eq(el.base, el.len, name, len))
                 return 1;
             p = comma != NULL ? comma + 1 : end;
         }
@@ -320,7 +305,7 @@ size_t edge_freshen_headers(h2o_mem_pool_t *pool, const h2o_header_t *stored, si
         int replaced = 0;
         for (size_t j = 0; j != num_304 && !replaced; ++j)
             replaced =
-                updates[j] && name_eq(stored[i].name->base, stored[i].name->len, resp304[j].name->base, resp304[j].name->len);
+                updates[j] && edge_name_eq(stored[i].name->base, stored[i].name->len, resp304[j].name->base, resp304[j].name->len);
         if (!replaced)
             copy_header(pool, &dst[n++], &stored[i]);
     }

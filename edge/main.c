@@ -432,20 +432,42 @@ int main(int argc, char **argv)
     g.main_hosts[0] = host;
     g.admin_hosts[0] = admin_host;
 
-    /* every socket is bound before any thread runs */
+    /* every socket is bound before any thread runs. Our sockets use SO_REUSEPORT (one per worker, and so a
+     * new process can take over the ports on reload), which would also let two of our own listeners share
+     * a port and split its traffic: a configured address:port may appear once, and the explicit ports are
+     * bound before the port-0 ones, so the kernel never hands one of ours to a port-0 listener. */
+    for (size_t i = 0; i <= g.conf.num_listen; ++i) {
+        const conf_listen_t *a = i < g.conf.num_listen ? g.conf.listen + i : &g.conf.admin.listen;
+        if ((i == g.conf.num_listen && !g.conf.admin.enabled) || a->port == 0)
+            continue;
+        for (size_t j = 0; j < i; ++j) {
+            const conf_listen_t *b = g.conf.listen + j;
+            if (b->port == a->port && ((a->host == NULL) || (b->host == NULL) || strcmp(a->host, b->host) == 0)) {
+                char key[64];
+                snprintf(key, sizeof(key), i < g.conf.num_listen ? "listen[%zu].address" : "admin.address", i);
+                conf_error(err, sizeof(err), &g.conf, a->line, key, "%s is already used by listen[%zu]", a->address, j);
+                goto Fail;
+            }
+        }
+    }
     g.listen_fds = calloc(g.conf.num_listen, sizeof(*g.listen_fds));
     g.bound_addresses = calloc(g.conf.num_listen, sizeof(*g.bound_addresses));
-    for (size_t i = 0; i != g.conf.num_listen; ++i) {
-        char key[64];
-        snprintf(key, sizeof(key), "listen[%zu].address", i);
-        g.listen_fds[i] = calloc(g.num_threads, sizeof(int));
-        if (bind_listener(g.conf.listen + i, g.num_threads, g.listen_fds[i], g.bound_addresses + i, err, sizeof(err), key) != 0)
+    g.admin_fd = -1;
+    for (int explicit_ports = 1; explicit_ports >= 0; --explicit_ports) {
+        for (size_t i = 0; i != g.conf.num_listen; ++i) {
+            if ((g.conf.listen[i].port != 0) != explicit_ports)
+                continue;
+            char key[64];
+            snprintf(key, sizeof(key), "listen[%zu].address", i);
+            g.listen_fds[i] = calloc(g.num_threads, sizeof(int));
+            if (bind_listener(g.conf.listen + i, g.num_threads, g.listen_fds[i], g.bound_addresses + i, err, sizeof(err), key) !=
+                0)
+                goto Fail;
+        }
+        if (g.conf.admin.enabled && (g.conf.admin.listen.port != 0) == explicit_ports &&
+            bind_listener(&g.conf.admin.listen, 1, &g.admin_fd, &g.admin_bound, err, sizeof(err), "admin.address") != 0)
             goto Fail;
     }
-    g.admin_fd = -1;
-    if (g.conf.admin.enabled &&
-        bind_listener(&g.conf.admin.listen, 1, &g.admin_fd, &g.admin_bound, err, sizeof(err), "admin.address") != 0)
-        goto Fail;
 
     /* purges: replay what the stream holds for this node before serving (bounded by purge.catchup_timeout) */
     if (edge_purge_api_start(&g.rt) != 0) {

@@ -15,38 +15,15 @@
 #include <string.h>
 #include "h2o.h"
 #include "edge/vary.h"
-
-static int is_ows(int c)
-{
-    return c == ' ' || c == '\t';
-}
-
-/* RFC 9110 §5.6.2 tchar */
-static int is_tchar(int c)
-{
-    if (('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z') || ('0' <= c && c <= '9'))
-        return 1;
-    return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
-}
-
-/* case-insensitive equality of two names (h2o_lcstris wants its second argument in lowercase already) */
-static int name_eq(const char *a, size_t alen, const char *b, size_t blen)
-{
-    if (alen != blen)
-        return 0;
-    for (size_t i = 0; i != alen; ++i)
-        if (h2o_tolower(a[i]) != h2o_tolower(b[i]))
-            return 0;
-    return 1;
-}
+#include "edge/http_token.h"
 
 static h2o_iovec_t trim_ows(const char *s, size_t len)
 {
-    while (len > 0 && is_ows(*s)) {
+    while (len > 0 && edge_is_ows(*s)) {
         ++s;
         --len;
     }
-    while (len > 0 && is_ows(s[len - 1]))
+    while (len > 0 && edge_is_ows(s[len - 1]))
         --len;
     return h2o_iovec_init(s, len);
 }
@@ -106,23 +83,23 @@ static int member_weight(const char *p, const char *end)
 {
     int q = 1000;
     while (p < end) {
-        while (p < end && is_ows(*p))
+        while (p < end && edge_is_ows(*p))
             ++p;
         if (p == end)
             break;
         if (*p != ';')
             return -1;
         ++p;
-        while (p < end && is_ows(*p))
+        while (p < end && edge_is_ows(*p))
             ++p;
         const char *pname = p;
-        while (p < end && is_tchar(*p))
+        while (p < end && edge_is_tchar(*p))
             ++p;
         size_t pname_len = p - pname;
         if (pname_len == 0 || p == end || *p != '=')
             return -1;
         const char *pval = ++p;
-        while (p < end && is_tchar(*p))
+        while (p < end && edge_is_tchar(*p))
             ++p;
         if (h2o_lcstris(pname, pname_len, H2O_STRLIT("q")))
             q = parse_qvalue(pval, p - pval); /* other parameters are not defined for codings: ignored */
@@ -146,7 +123,7 @@ int edge_vary_parse(edge_vary_t *vary, const char *value, size_t len)
         if (el.len == 1 && el.base[0] == '*')
             return vary->err = EDGE_VARY_STAR;
         for (size_t i = 0; i != el.len; ++i)
-            if (!is_tchar(el.base[i]))
+            if (!edge_is_tchar(el.base[i]))
                 return vary->err = EDGE_VARY_MALFORMED;
         int ret = add_field(vary, el);
         if (ret != 0)
@@ -189,10 +166,10 @@ size_t edge_vary_fold_accept_encoding(const char *value, size_t len, char buf[ED
         const char *comma = memchr(p, ',', end - p), *e = comma != NULL ? comma : end;
         const char *c = p;
         p = comma != NULL ? comma + 1 : end;
-        while (c < e && is_ows(*c))
+        while (c < e && edge_is_ows(*c))
             ++c;
         const char *cname = c;
-        while (c < e && is_tchar(*c))
+        while (c < e && edge_is_tchar(*c))
             ++c;
         size_t cname_len = c - cname;
         if (cname_len == 0)
@@ -245,9 +222,9 @@ size_t edge_vary_normalize(const h2o_iovec_t *lines, size_t num_lines, char *dst
                     dst[n++] = v.base[++i];
                 else if (c == '"')
                     in_quotes = 0;
-            } else if (is_ows(c)) {
+            } else if (edge_is_ows(c)) {
                 size_t j = i;
-                while (j != v.len && is_ows(v.base[j]))
+                while (j != v.len && edge_is_ows(v.base[j]))
                     ++j;
                 /* drop OWS after a comma or before one (line ends are already trimmed) */
                 if (!(n != 0 && dst[n - 1] == ',') && !(j != v.len && v.base[j] == ',')) {
@@ -276,7 +253,7 @@ int edge_vary_key(h2o_mem_pool_t *pool, const edge_vary_t *vary, const h2o_heade
         size_t lines = 0;
         cap += vary->fields[f].len + 1 + 20 + 1 + 1 + EDGE_VARY_AE_BUFSZ;
         for (size_t i = 0; i != num_headers; ++i) {
-            if (name_eq(headers[i].name->base, headers[i].name->len, vary->fields[f].base, vary->fields[f].len)) {
+            if (edge_name_eq(headers[i].name->base, headers[i].name->len, vary->fields[f].base, vary->fields[f].len)) {
                 cap += headers[i].value.len + 1;
                 ++lines;
             }
@@ -292,7 +269,7 @@ int edge_vary_key(h2o_mem_pool_t *pool, const edge_vary_t *vary, const h2o_heade
         h2o_iovec_t name = vary->fields[f];
         size_t num_lines = 0, total = 0;
         for (size_t i = 0; i != num_headers; ++i) {
-            if (name_eq(headers[i].name->base, headers[i].name->len, name.base, name.len)) {
+            if (edge_name_eq(headers[i].name->base, headers[i].name->len, name.base, name.len)) {
                 lines[num_lines++] = headers[i].value;
                 total += headers[i].value.len + 1;
             }

@@ -131,6 +131,21 @@ class ConfigCli(EdgeTestCase):
         self.assertTrue(any(l.startswith("%s:%d: listen[1].address: " % (e.config_path, line)) for l in err.splitlines()),
                         "expected `%s:%d: listen[1].address: reason` in %r" % (e.config_path, line, err))
 
+    def test_two_listeners_on_one_port_are_refused(self):
+        # SO_REUSEPORT would let both bind and split the port's traffic: refused before anything listens
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        e = self.make_edge({"listen": [{"address": "127.0.0.1:%d" % port}],
+                            "admin": {"address": "127.0.0.1:%d" % port}})
+        e.write_config()
+        p = self.run_edge(["-c", e.config_path, "--ready-file", e.ready_path])
+        err = p.stderr.decode()
+        self.assertEqual(p.returncode, 1, err)
+        self.assertIn("admin.address: 127.0.0.1:%d is already used by listen[0]" % port, err)
+        self.assertFalse(os.path.exists(e.ready_path))
+
 
 if __name__ == "__main__":
     unittest.main()
