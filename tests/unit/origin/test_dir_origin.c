@@ -46,7 +46,9 @@ static void make_link(const char *target, const char *rel)
 
 static int setup_tree(void **state)
 {
-    char tmpl[] = "/tmp/test_dir_origin.XXXXXX";
+    const char *tmpdir = getenv("TMPDIR");
+    char tmpl[PATH_MAX];
+    snprintf(tmpl, sizeof(tmpl), "%s/test_dir_origin.XXXXXX", tmpdir != NULL && tmpdir[0] != '\0' ? tmpdir : "/tmp");
     assert_non_null(mkdtemp(tmpl));
     assert_non_null(realpath(tmpl, base_dir));
     snprintf(root_dir, sizeof(root_dir), "%s/root", base_dir);

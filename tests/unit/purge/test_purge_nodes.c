@@ -122,14 +122,16 @@ static void test_bad(void **state)
 
 static void test_file(void **state)
 {
-    char dir[] = "/tmp/test_purge_nodes.XXXXXX", path[64], err[256];
+    const char *tmpdir = getenv("TMPDIR");
+    char dir[200], path[256], err[512];
     purge_nodes_t nodes;
+    snprintf(dir, sizeof(dir), "%s/test_purge_nodes.XXXXXX", tmpdir != NULL && tmpdir[0] != '\0' ? tmpdir : "/tmp");
     assert_non_null(mkdtemp(dir));
     snprintf(path, sizeof(path), "%s/nodes.yaml", dir);
 
     /* a missing file: path and errno text */
     assert_int_equal(purge_nodes_load_file(&nodes, path, err, sizeof(err)), -1);
-    char want[128];
+    char want[512];
     snprintf(want, sizeof(want), "%s: No such file or directory", path);
     assert_string_equal(err, want);
 
