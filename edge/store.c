@@ -2,13 +2,13 @@
  * edge/store.c: the persistent object store, on LMDB. The only file that includes lmdb.h.
  *
  * What it owns: the one MDB_env of the process, the writer thread and its op queue, the in-memory
- * access bits used by second-chance eviction, and the counters of edge_store_get_stats.
+ * access counters and ghost set used by eviction, and the counters of edge_store_get_stats.
  *
  * Threads and locks:
  * - Any thread: edge_store_submit/flush take `mutex` (the queue); edge_store_read_* use their own
  *   read-only transaction (MDB_NOTLS, so several per thread), taken from a lock-free pool of handles
- *   whose ended txns are reset and renewed (no malloc, no reader-table lock per begin); edge_store_touch sets a byte with a
- *   relaxed atomic store; edge_store_get_stats reads atomics. edge_store_new_fill_id and
+ *   whose ended txns are reset and renewed (no malloc, no reader-table lock per begin); edge_store_touch bumps a byte
+ *   (0..FREQ_MAX) with a relaxed atomic load and store; edge_store_get_stats reads atomics. edge_store_new_fill_id and
  *   edge_store_fill_release take `fills_mutex` (the set of live fill ids; held for an append or a
  *   binary search). Lock order: `mutex` before `fills_mutex`; `bans_mutex` nests in neither.
  * - Bans, read side (RCU-style): the live bans are an immutable `struct ban_list`, refcounted,
@@ -23,10 +23,13 @@
  * State changes, all on the writer thread:
  * - CHUNK writes chunk (fill, n) and, if missing, the pending record of the fill.
  * - COMMIT checks that chunks 0..num_chunks-1 are all there and add up to body_size, then writes
- *   the object record and its FIFO entry and deletes the pending record, replacing any object at
- *   the same hash. An incomplete fill is aborted instead: an object is whole or absent.
+ *   the object record and its FIFO entry (small queue, or main: see Eviction) and deletes the pending
+ *   record, replacing any object at the same hash. An incomplete fill is aborted instead: an object
+ *   is whole or absent.
  * - ABORT and the sweep of fills found pending at open delete the chunks and the pending record.
  * - DELETE and eviction delete record, FIFO entry, chunks and index entries (group, tags) together.
+ *   Eviction also moves objects from the small queue to main, or to the back of main (the record is
+ *   rewritten with its new sequence number and REC_FLAG_MAIN, the entry moves).
  * - DELETE_GROUP / TRIM_GROUP remove members of a group through the group index.
  * - BAN writes a ban record and appends the ban to the writer's list; the commit publishes it.
  *   Between batches the writer sweeps one ban a bounded step at a time (SWEEP_BAN_PER_STEP records
@@ -47,9 +50,34 @@
  *   "bans"     ban_id be64            -> struct ban_rec + value
  *   "chunks"   fill_id be64, n be32   -> the chunk bytes
  *   "pending"  fill_id be64           -> struct pending_rec
- *   "fifo"     seq be64               -> struct fifo_rec (hash, fill_id, charged bytes)
- *   "stats"    "stats"                -> struct stats_rec (live bytes, objects, highest fill id, highest ban id)
+ *   "fifo"     seq be64               -> struct fifo_rec (hash, fill_id, charged bytes): the small queue
+ *   "fifo_main" seq be64              -> struct fifo_rec: the main queue (seqs are unique across both)
+ *   "stats"    "stats"                -> struct stats_rec (live bytes, objects, highest fill id, highest ban id,
+ *                                        bytes of the main queue)
  * Index entries are not charged to live bytes (a few dozen bytes per object).
+ *
+ * Eviction is S3-FIFO (Yang et al., "FIFO queues are all you need for cache eviction", SOSP'23),
+ * with no write on a hit. A hit (edge_store_touch) bumps an in-memory counter, 0..FREQ_MAX, in a
+ * table indexed by a hash of the fill id (one slot per SLOT_PER_BYTES of budget, within bounds;
+ * colliding objects share a counter: a hint, that may keep one longer or, reset by a COMMIT, cool
+ * one down). A new object enters the small queue ("fifo"), unless its hash is in the ghost set: then
+ * it enters main ("fifo_main"), and so does a COMMIT replacing an object of main.
+ * - While the small queue holds more than SMALL_PCT% of the capacity (live bytes minus main_bytes:
+ *   chunks of fills in progress count as small), eviction examines its oldest entry: an object hit at
+ *   least MOVE_MIN_FREQ times moves to the back of main (a write, at eviction time); any other is
+ *   evicted and its hash goes to the ghost set.
+ * - Otherwise it examines the oldest entry of main: an object with a non-zero counter goes to the back
+ *   of main with its counter decremented; any other is evicted.
+ * - A MDB_MAP_FULL inside an eviction transaction (moves need pages; the pages deletes free are
+ *   reusable two transactions later) makes the rest of that pass evict without moving, in smaller
+ *   transactions (EVICT_FULL in the log).
+ * The ghost set is a bounded in-memory table (GHOST_WAYS-way buckets of hash fingerprints, one slot
+ * per SLOT_PER_BYTES of budget) that remembers the last `objects` insertions; the writer thread alone
+ * uses it. Queue membership is persisted (the two databases, REC_FLAG_MAIN in the record, main_bytes
+ * in the stats record); the counters and the ghost set are not: after a restart every object is cold
+ * and the ghost set is empty. A store written before "fifo_main" existed opens as it is: its entries
+ * are all in "fifo", so its objects are all in the small queue, and its stats record's main_bytes
+ * (reserved then) reads 0.
  *
  * Budget: `live_bytes` charges every value by the space LMDB gives it: a value too big for a node
  * takes whole overflow pages, so a 64 KiB chunk costs 17 pages of 4 KiB, not 64 KiB. After a batch,
@@ -92,9 +120,10 @@
 #define FORMAT_VERSION 1          /* pending, stats and ban records */
 #define RECORD_VERSION 2          /* object records: 2 added variant, tags, group, flags */
 #define REC_FLAG_STALE 1u
+#define REC_FLAG_MAIN 2u /* the object's FIFO entry is in "fifo_main" (else in "fifo", the small queue) */
 
 #define MIN_READERS 126
-#define BATCH_MAX_OPS 64
+#define BATCH_MAX_OPS 1024 /* a commit's fdatasync costs milliseconds: small objects need many per batch */
 #define BATCH_MAX_BYTES (8 * 1024 * 1024)
 #define EVICT_HIGH_PCT 90
 #define EVICT_LOW_PCT 80
@@ -107,7 +136,19 @@
 #define BAN_READER_POLL_MS 50 /* how often a ban waiting for an old reader to end looks again */
 #define TAGS_MAX_BYTES (EDGE_STORE_MAX_TAGS * (2 + EDGE_STORE_MAX_TAG_LEN))
 #define FILL_RELEASED (1ull << 63)
-#define TOUCH_SLOTS (1u << 16)
+#define FREQ_MAX 3 /* access counters saturate here */
+#ifndef SMALL_PCT
+#define SMALL_PCT 10 /* the small (probationary) queue's share of the capacity */
+#endif
+#ifndef MOVE_MIN_FREQ
+#define MOVE_MIN_FREQ 2 /* hits an object needs while in the small queue to move to main (2 measured better than 1) */
+#endif
+#define FREQ_SLOTS_MIN (1u << 16)
+#define FREQ_SLOTS_MAX (1u << 24)
+#define GHOST_WAYS 4
+#define GHOST_SLOTS_MIN (1u << 12)
+#define GHOST_SLOTS_MAX (1u << 22)
+#define SLOT_PER_BYTES 4096 /* both tables get one slot per this many bytes of budget, within their bounds */
 #define DROPPED_SLOTS 256
 #define OP_BARRIER ((edge_store_op_kind_t)100) /* internal: edge_store_flush */
 #define OP_IDLE ((edge_store_op_kind_t)101)    /* internal: edge_store_wait_idle */
@@ -127,7 +168,7 @@ struct record_hdr {
     uint64_t fifo_seq;
     uint64_t body_size;
     uint32_t num_chunks;
-    uint32_t flags; /* REC_FLAG_STALE */
+    uint32_t flags; /* REC_FLAG_STALE, REC_FLAG_MAIN */
     uint32_t variant_len;
     uint32_t tags_len;
     uint64_t revalidated_ban_id; /* soft bans with an id up to this one no longer apply (UPDATE_META) */
@@ -167,13 +208,17 @@ struct stats_rec {
     uint64_t objects;
     uint64_t max_fill_id;
     uint64_t max_ban_id; /* was reserved in the first layout: 0 there */
-    uint64_t reserved[3];
+    uint64_t main_bytes; /* charges of the entries of "fifo_main"; was reserved: 0 there, and so was that queue */
+    uint64_t reserved[2];
 };
 _Static_assert(sizeof(struct stats_rec) == 64, "on-disk stats record layout");
 
 /* Writer-owned state: a copy lives in each write transaction and replaces `w` on commit. */
 struct wstate {
     uint64_t live_bytes;
+    uint64_t main_bytes; /* the sum of the charges of the entries of the main queue */
+    uint64_t promoted;   /* objects moved from the small queue to main by eviction */
+    uint64_t ghost_hits; /* COMMITs that went straight to main (their hash was in the ghost set) */
     uint64_t objects;
     uint64_t max_fill_id;
     uint64_t next_seq;
@@ -221,9 +266,15 @@ struct obj_view {
     size_t tags_len;
 };
 
+/* One slot of the ghost set: a fingerprint of an object hash (0: empty) and when it was added. */
+struct ghost_slot {
+    uint32_t fp;
+    uint32_t stamp; /* ghost_clock at insertion: the entry is forgotten after ghost_capacity() more */
+};
+
 struct st_edge_store_t {
     MDB_env *env;
-    MDB_dbi dbi_objects, dbi_chunks, dbi_pending, dbi_fifo, dbi_stats, dbi_groups, dbi_tags, dbi_bans;
+    MDB_dbi dbi_objects, dbi_chunks, dbi_pending, dbi_fifo, dbi_main, dbi_stats, dbi_groups, dbi_tags, dbi_bans;
     uint64_t budget_bytes; /* max_size_bytes rounded down to the page size */
     size_t page_size;
     size_t node_max; /* above this a key+value pair goes to overflow pages */
@@ -239,7 +290,8 @@ struct st_edge_store_t {
     struct ban_list *bans_cur;  /* atomic pointer; NULL when no ban is live */
     uint64_t bans_live_n;       /* atomic */
 
-    uint8_t touched[TOUCH_SLOTS]; /* atomic bytes, see edge_store_touch */
+    uint8_t *freq;      /* access counters 0..FREQ_MAX, atomic bytes indexed by fill id: see edge_store_touch */
+    unsigned freq_bits; /* the table has 1 << freq_bits slots */
 
     /* The read txn pool: `txns[num_txns]`, one handle per LMDB reader slot, on two lock-free stacks
      * (Treiber stacks of indexes; the head packs a 32-bit ABA tag above the index + 1). `txns_reset`
@@ -252,6 +304,7 @@ struct st_edge_store_t {
     uint64_t txns_empty __attribute__((aligned(64))); /* atomic */
 
     pthread_mutex_t mutex;     /* guards the queue, closing, and barrier completion */
+    uint64_t queued_bytes;     /* atomic: CHUNK bytes submitted and not yet applied (edge_store_queued_bytes) */
     pthread_cond_t cond;       /* the writer waits on it for ops */
     pthread_cond_t flush_cond; /* edge_store_flush waits on it */
     edge_store_op_t *head, *tail;
@@ -271,11 +324,14 @@ struct st_edge_store_t {
     int bans_dirty;      /* the transaction in progress changed the bans */
     int ban_backoff;     /* a ban sweep step failed: wait for the next batch */
     edge_store_op_t *idle_barriers; /* edge_store_wait_idle callers */
+    struct ghost_slot *ghost;       /* hashes recently evicted from the small queue (see ghost_add) */
+    size_t ghost_mask;              /* buckets - 1; a bucket is GHOST_WAYS slots */
+    uint32_t ghost_clock;           /* insertions so far (wraps) */
 
     /* published counters (atomics) */
     struct {
         uint64_t live_bytes, objects, evictions, commits, map_full, swept_fills, dropped_fills;
-        uint64_t bans_applied, ban_hits, swept_objects;
+        uint64_t bans_applied, ban_hits, swept_objects, main_bytes, promoted, ghost_hits;
     } pub;
 };
 
@@ -356,18 +412,81 @@ static uint64_t charge(const edge_store_t *s, size_t key_len, size_t val_len)
     return (uint64_t)((val_len + 16 + s->page_size - 1) / s->page_size) * s->page_size;
 }
 
-static size_t touch_index(uint64_t fill_id)
+/* The slots of both in-memory tables: one per SLOT_PER_BYTES of budget, a power of 2 within [lo, hi]. */
+static unsigned table_bits(uint64_t budget_bytes, uint64_t lo, uint64_t hi)
 {
-    return (size_t)((fill_id * 0x9E3779B97F4A7C15ull) >> 48) & (TOUCH_SLOTS - 1);
+    unsigned bits = 0;
+    while ((1ull << bits) < lo || ((1ull << bits) < hi && (1ull << bits) * SLOT_PER_BYTES < budget_bytes))
+        ++bits;
+    return bits;
 }
 
-static int take_touch(edge_store_t *s, uint64_t fill_id)
+static uint8_t *freq_slot(edge_store_t *s, uint64_t fill_id)
 {
-    uint8_t *slot = &s->touched[touch_index(fill_id)];
-    if (!__atomic_load_n(slot, __ATOMIC_RELAXED))
-        return 0;
-    __atomic_store_n(slot, 0, __ATOMIC_RELAXED);
-    return 1;
+    return &s->freq[(fill_id * 0x9E3779B97F4A7C15ull) >> (64 - s->freq_bits)];
+}
+
+/* Counters are hints: the writer's stores may race with a reader's increment and lose it, which costs at most a hit. */
+static unsigned freq_get(edge_store_t *s, uint64_t fill_id)
+{
+    return __atomic_load_n(freq_slot(s, fill_id), __ATOMIC_RELAXED);
+}
+
+static void freq_set(edge_store_t *s, uint64_t fill_id, unsigned v)
+{
+    uint8_t *slot = freq_slot(s, fill_id);
+    if (__atomic_load_n(slot, __ATOMIC_RELAXED) != v)
+        __atomic_store_n(slot, (uint8_t)v, __ATOMIC_RELAXED);
+}
+
+/* How many insertions the ghost set remembers: as many as there are objects (the S3-FIFO paper sizes it
+ * like the main queue), within what the table holds without evicting live entries too early. */
+static uint32_t ghost_capacity(const edge_store_t *s)
+{
+    uint64_t cap = s->w.objects < 64 ? 64 : s->w.objects, slots = (s->ghost_mask + 1) * GHOST_WAYS;
+    return (uint32_t)(cap > slots / 2 ? slots / 2 : cap);
+}
+
+static struct ghost_slot *ghost_bucket(edge_store_t *s, const uint8_t *hash, uint32_t *fp)
+{
+    uint64_t h;
+    memcpy(&h, hash, sizeof(h)); /* SHA-256 bytes: uniform */
+    memcpy(fp, hash + 8, sizeof(*fp));
+    if (*fp == 0)
+        *fp = 1;
+    return &s->ghost[(h & s->ghost_mask) * GHOST_WAYS];
+}
+
+/* Remembers an object evicted from the small queue (writer thread): the slot of an expired entry, or the oldest. */
+static void ghost_add(edge_store_t *s, const uint8_t *hash)
+{
+    uint32_t fp, cap = ghost_capacity(s), oldest_age = 0;
+    struct ghost_slot *b = ghost_bucket(s, hash, &fp), *victim = &b[0];
+    for (unsigned i = 0; i < GHOST_WAYS; ++i) {
+        uint32_t age = s->ghost_clock - b[i].stamp;
+        if (b[i].fp == 0 || age >= cap || b[i].fp == fp) {
+            victim = &b[i];
+            break;
+        }
+        if (age > oldest_age) {
+            oldest_age = age;
+            victim = &b[i];
+        }
+    }
+    victim->fp = fp;
+    victim->stamp = s->ghost_clock++;
+}
+
+/* @return 1 when the hash was evicted from the small queue recently (writer thread). The entry stays (it
+ * expires by age): a batch retried after MDB_MAP_FULL must see the same answer. */
+static int ghost_has(edge_store_t *s, const uint8_t *hash)
+{
+    uint32_t fp, cap = ghost_capacity(s);
+    struct ghost_slot *b = ghost_bucket(s, hash, &fp);
+    for (unsigned i = 0; i < GHOST_WAYS; ++i)
+        if (b[i].fp == fp && s->ghost_clock - b[i].stamp < cap)
+            return 1;
+    return 0;
 }
 
 static int is_dropped(edge_store_t *s, uint64_t fill_id)
@@ -796,8 +915,13 @@ static int wtxn_begin(edge_store_t *s, struct wtxn *w)
 static int wtxn_commit(struct wtxn *w)
 {
     edge_store_t *s = w->s;
-    struct stats_rec rec = {STATS_MAGIC, FORMAT_VERSION, w->st.live_bytes, w->st.objects, w->st.max_fill_id,
-                            w->st.max_ban_id, {0}};
+    struct stats_rec rec = {.magic = STATS_MAGIC,
+                            .version = FORMAT_VERSION,
+                            .live_bytes = w->st.live_bytes,
+                            .objects = w->st.objects,
+                            .max_fill_id = w->st.max_fill_id,
+                            .max_ban_id = w->st.max_ban_id,
+                            .main_bytes = w->st.main_bytes};
     MDB_val k = {5, "stats"}, v = {sizeof(rec), &rec};
     struct ban_list *bans = NULL;
     int rc;
@@ -821,6 +945,9 @@ static int wtxn_commit(struct wtxn *w)
     __atomic_store_n(&s->pub.live_bytes, s->w.live_bytes, __ATOMIC_RELAXED);
     __atomic_store_n(&s->pub.objects, s->w.objects, __ATOMIC_RELAXED);
     __atomic_store_n(&s->pub.evictions, s->w.evictions, __ATOMIC_RELAXED);
+    __atomic_store_n(&s->pub.main_bytes, s->w.main_bytes, __ATOMIC_RELAXED);
+    __atomic_store_n(&s->pub.promoted, s->w.promoted, __ATOMIC_RELAXED);
+    __atomic_store_n(&s->pub.ghost_hits, s->w.ghost_hits, __ATOMIC_RELAXED);
     __atomic_store_n(&s->pub.swept_fills, s->w.swept_fills, __ATOMIC_RELAXED);
     __atomic_store_n(&s->pub.dropped_fills, s->w.dropped_fills, __ATOMIC_RELAXED);
     __atomic_fetch_add(&s->pub.commits, 1, __ATOMIC_RELAXED);
@@ -908,10 +1035,43 @@ static int index_put(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t key_len,
     return rc == MDB_KEYEXIST ? 0 : rc; /* a tag given twice */
 }
 
+/* Deletes entry `seq` of the small queue, or of the main one (whose byte count it then lowers), if present. */
+static int queue_del(struct wtxn *w, int main_q, uint64_t seq)
+{
+    uint8_t key[8];
+    int rc;
+
+    put_be64(key, seq);
+    if (!main_q)
+        return del_ignore_missing(w->txn, w->s->dbi_fifo, key, sizeof(key));
+    MDB_val k = {sizeof(key), key}, v;
+    if ((rc = mdb_get(w->txn, w->s->dbi_main, &k, &v)) != 0)
+        return rc == MDB_NOTFOUND ? 0 : rc;
+    if (v.mv_size == sizeof(struct fifo_rec)) {
+        struct fifo_rec frec;
+        memcpy(&frec, v.mv_data, sizeof(frec));
+        w->st.main_bytes = sub_clamp(w->st.main_bytes, frec.charge);
+    }
+    return mdb_del(w->txn, w->s->dbi_main, &k, NULL);
+}
+
+/* Appends an entry to the small or the main queue (whose byte count it then raises). */
+static int queue_put(struct wtxn *w, int main_q, uint64_t seq, const struct fifo_rec *frec)
+{
+    uint8_t key[8];
+    put_be64(key, seq);
+    MDB_val k = {sizeof(key), key}, v = {sizeof(*frec), (void *)frec};
+    int rc = mdb_put(w->txn, main_q ? w->s->dbi_main : w->s->dbi_fifo, &k, &v, 0);
+    if (rc == 0 && main_q)
+        w->st.main_bytes += frec->charge;
+    return rc;
+}
+
 /**
  * Removes the object whose record `v` (read in this transaction) is stored under `hash`: record,
- * FIFO entry, chunks and index entries. A corrupt record is removed too; its chunks cannot be found
- * and leak. A record of version 1 loses its chunks and FIFO entry (same places), it had no index.
+ * FIFO entry (of the queue its REC_FLAG_MAIN names), chunks and index entries. A corrupt record is
+ * removed too; its chunks cannot be found and leak. A record of version 1 loses its chunks and FIFO
+ * entry (same places), it had no index.
  */
 static int remove_object(struct wtxn *w, const uint8_t *hash, const MDB_val *v, uint64_t keep_fill_id)
 {
@@ -951,9 +1111,7 @@ static int remove_object(struct wtxn *w, const uint8_t *hash, const MDB_val *v, 
         log_error("CORRUPT op=remove detail=\"object record unreadable, its chunks leak\"");
         return 0;
     }
-    uint8_t seq[8];
-    put_be64(seq, hdr.fifo_seq);
-    if ((rc = del_ignore_missing(w->txn, w->s->dbi_fifo, seq, sizeof(seq))) != 0)
+    if ((rc = queue_del(w, (hdr.flags & REC_FLAG_MAIN) != 0, hdr.fifo_seq)) != 0)
         return rc;
     if (hdr.fill_id != keep_fill_id) {
         int all_gone;
@@ -1079,12 +1237,21 @@ static int apply_commit(struct wtxn *w, edge_store_op_t *op, int *result)
     }
 
     /* replace the object at this hash, if any */
+    int to_main = 0;
     rc = mdb_get(w->txn, s->dbi_objects, &k, &v);
     if (rc == 0) {
+        struct record_hdr old;
+        /* a new version of an object of the main queue (a refresh) stays there: its URL proved popular */
+        to_main = parse_record(&v, &old) == 0 && (old.flags & REC_FLAG_MAIN) != 0;
         if ((rc = remove_object(w, op->hash, &v, op->fill_id)) != 0)
             return rc;
     } else if (rc != MDB_NOTFOUND) {
         return rc;
+    }
+    /* S3-FIFO: an object evicted from the small queue not long ago goes straight to main */
+    if (ghost_has(s, op->hash)) {
+        to_main = 1;
+        w->st.ghost_hits += 1;
     }
 
     struct record_hdr hdr = {.magic = RECORD_MAGIC,
@@ -1096,7 +1263,7 @@ static int apply_commit(struct wtxn *w, edge_store_op_t *op, int *result)
                              .fifo_seq = w->st.next_seq++,
                              .body_size = op->body_size,
                              .num_chunks = op->num_chunks,
-                             .flags = banned == BAN_SOFT ? REC_FLAG_STALE : 0,
+                             .flags = (banned == BAN_SOFT ? REC_FLAG_STALE : 0) | (to_main ? REC_FLAG_MAIN : 0),
                              .variant_len = (uint32_t)op->variant_len,
                              .tags_len = (uint32_t)tags_len};
     memcpy(hdr.group, op->group, sizeof(hdr.group));
@@ -1128,10 +1295,7 @@ static int apply_commit(struct wtxn *w, edge_store_op_t *op, int *result)
 
     struct fifo_rec frec = {.fill_id = op->fill_id, .charge = rec_charge + chunk_bytes};
     memcpy(frec.hash, op->hash, EDGE_STORE_HASH_LEN);
-    uint8_t seq[8];
-    put_be64(seq, hdr.fifo_seq);
-    MDB_val fk = {sizeof(seq), seq}, fv = {sizeof(frec), &frec};
-    if ((rc = mdb_put(w->txn, s->dbi_fifo, &fk, &fv, 0)) != 0)
+    if ((rc = queue_put(w, to_main, hdr.fifo_seq, &frec)) != 0)
         return rc;
 
     uint8_t pkey[FILL_KEY_LEN];
@@ -1142,8 +1306,8 @@ static int apply_commit(struct wtxn *w, edge_store_op_t *op, int *result)
     w->st.live_bytes += rec_charge;
     w->st.objects += 1;
     note_fill_id(w, op->fill_id);
-    /* a new object starts cold (the bit may be left over from a colliding fill id) */
-    take_touch(s, op->fill_id);
+    /* a new object starts cold (the counter may be left over from a colliding fill id) */
+    freq_set(s, op->fill_id, 0);
     *result = 0;
     return 0;
 }
@@ -1462,12 +1626,12 @@ static int apply_op(struct wtxn *w, edge_store_op_t *op, int *result)
 
 /* ---- eviction and sweep (writer thread) ---- */
 
-/* Moves an object to the back of the FIFO (second chance). `frec` is its current entry. */
-static int requeue(struct wtxn *w, uint64_t old_seq, const struct fifo_rec *frec, const MDB_val *rec)
+/* Moves an object to the back of the main queue (from the small queue, or from the front of main):
+ * rewrites its record with the new sequence number and REC_FLAG_MAIN. `frec` is its current entry. */
+static int requeue(struct wtxn *w, int from_main, uint64_t old_seq, const struct fifo_rec *frec, const MDB_val *rec)
 {
     edge_store_t *s = w->s;
     uint64_t new_seq = w->st.next_seq++;
-    uint8_t seq[8];
     int rc;
 
     /* copy: the record lives in a page this transaction is about to modify */
@@ -1478,66 +1642,81 @@ static int requeue(struct wtxn *w, uint64_t old_seq, const struct fifo_rec *frec
     struct record_hdr hdr;
     memcpy(&hdr, buf, sizeof(hdr));
     hdr.fifo_seq = new_seq;
+    hdr.flags |= REC_FLAG_MAIN;
     memcpy(buf, &hdr, sizeof(hdr));
     MDB_val k = {EDGE_STORE_HASH_LEN, (void *)frec->hash}, v = {rec->mv_size, buf};
     rc = mdb_put(w->txn, s->dbi_objects, &k, &v, 0);
     free(buf);
     if (rc != 0)
         return rc;
-
-    put_be64(seq, old_seq);
-    if ((rc = del_ignore_missing(w->txn, s->dbi_fifo, seq, sizeof(seq))) != 0)
+    if ((rc = queue_del(w, from_main, old_seq)) != 0)
         return rc;
-    put_be64(seq, new_seq);
-    MDB_val fk = {sizeof(seq), seq}, fv = {sizeof(*frec), (void *)frec};
-    return mdb_put(w->txn, s->dbi_fifo, &fk, &fv, 0);
+    return queue_put(w, 1, new_seq, frec);
 }
 
 /**
- * Examines the oldest FIFO entry: evicts its object, or gives it a second chance if touched.
- * @param[out] empty  set when the FIFO is empty
+ * Reads the oldest entry of a queue.
+ * @return 0 with *seq and *frec, MDB_NOTFOUND when the queue is empty, -1 after dropping a malformed
+ *         entry, or an LMDB error
  */
-static int evict_one(struct wtxn *w, int *empty)
+static int queue_head(struct wtxn *w, int main_q, uint64_t *seq, struct fifo_rec *frec)
 {
-    edge_store_t *s = w->s;
     MDB_cursor *cur;
     MDB_val k, v;
-    uint8_t seqkey[8];
-    struct fifo_rec frec;
     int rc;
 
-    *empty = 0;
-    if ((rc = mdb_cursor_open(w->txn, s->dbi_fifo, &cur)) != 0)
+    if ((rc = mdb_cursor_open(w->txn, main_q ? w->s->dbi_main : w->s->dbi_fifo, &cur)) != 0)
         return rc;
-    rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-    if (rc == 0) {
-        if (k.mv_size == sizeof(seqkey)) {
-            memcpy(seqkey, k.mv_data, sizeof(seqkey));
+    if ((rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST)) == 0) {
+        if (k.mv_size == 8 && v.mv_size == sizeof(*frec)) {
+            *seq = get_be64(k.mv_data);
+            memcpy(frec, v.mv_data, sizeof(*frec));
         } else {
-            rc = mdb_cursor_del(cur, 0); /* not ours: drop it */
-            mdb_cursor_close(cur);
-            return rc;
+            rc = mdb_cursor_del(cur, 0); /* not ours: drop it (uncharged: it was never counted in main_bytes) */
+            rc = rc != 0 ? rc : -1;
         }
-        if (v.mv_size != sizeof(frec)) {
-            rc = mdb_cursor_del(cur, 0);
-            mdb_cursor_close(cur);
-            return rc;
-        }
-        memcpy(&frec, v.mv_data, sizeof(frec));
     }
     mdb_cursor_close(cur);
+    return rc;
+}
+
+/**
+ * One S3-FIFO step (Yang et al., SOSP'23) on the oldest entry of a queue. The small queue is examined
+ * while it holds more than SMALL_PCT% of the capacity (or main is empty), else the main queue.
+ * - Small: an object hit at least MOVE_MIN_FREQ times since it came in moves to main; otherwise it is
+ *   evicted and its hash goes to the ghost set.
+ * - Main: an object with a non-zero counter goes to the back of main with its counter minus one;
+ *   otherwise it is evicted.
+ * @param[in] plain  evict the object examined whatever its counter (the map is too full for moves)
+ * @param[out] empty  set when both queues are empty
+ */
+static int evict_one(struct wtxn *w, int plain, int *empty)
+{
+    edge_store_t *s = w->s;
+    uint64_t seq, small_bytes = sub_clamp(w->st.live_bytes, w->st.main_bytes);
+    struct fifo_rec frec;
+    int main_q = small_bytes <= s->capacity_bytes / 100 * SMALL_PCT, rc;
+
+    *empty = 0;
+    rc = queue_head(w, main_q, &seq, &frec);
+    if (rc == MDB_NOTFOUND) {
+        main_q = !main_q;
+        rc = queue_head(w, main_q, &seq, &frec);
+    }
     if (rc == MDB_NOTFOUND) {
         *empty = 1;
         return 0;
     }
+    if (rc == -1)
+        return 0;
     if (rc != 0)
         return rc;
 
-    uint64_t seq = get_be64(seqkey);
     MDB_val ok = {EDGE_STORE_HASH_LEN, frec.hash}, ov;
     struct record_hdr hdr;
     rc = mdb_get(w->txn, s->dbi_objects, &ok, &ov);
-    if (rc == MDB_NOTFOUND || (rc == 0 && (parse_record(&ov, &hdr) != 0 || hdr.fill_id != frec.fill_id || hdr.fifo_seq != seq))) {
+    if (rc == MDB_NOTFOUND || (rc == 0 && (parse_record(&ov, &hdr) != 0 || hdr.fill_id != frec.fill_id || hdr.fifo_seq != seq ||
+                                           ((hdr.flags & REC_FLAG_MAIN) != 0) != main_q))) {
         /* a stale entry (its object was replaced under a corrupt record, or is corrupt itself) */
         if (rc == 0 && parse_record(&ov, &hdr) != 0) {
             log_error("CORRUPT op=evict detail=\"object record fails validation, removed\"");
@@ -1545,14 +1724,23 @@ static int evict_one(struct wtxn *w, int *empty)
                 return rc;
             w->st.evictions += 1;
         }
-        return del_ignore_missing(w->txn, s->dbi_fifo, seqkey, sizeof(seqkey));
+        return queue_del(w, main_q, seq);
     }
     if (rc != 0)
         return rc;
-    if (take_touch(s, frec.fill_id))
-        return requeue(w, seq, &frec, &ov);
+    unsigned freq = plain ? 0 : freq_get(s, frec.fill_id);
+    if (!main_q && freq >= MOVE_MIN_FREQ) {
+        w->st.promoted += 1;
+        return requeue(w, 0, seq, &frec, &ov);
+    }
+    if (main_q && freq > 0) {
+        freq_set(s, frec.fill_id, freq - 1);
+        return requeue(w, 1, seq, &frec, &ov);
+    }
     if ((rc = remove_object(w, frec.hash, &ov, 0)) != 0)
         return rc;
+    if (!main_q)
+        ghost_add(s, frec.hash);
     w->st.evictions += 1;
     return 0;
 }
@@ -1564,9 +1752,11 @@ static int evict_one(struct wtxn *w, int *empty)
  */
 static int evict(edge_store_t *s, uint64_t target)
 {
-    uint64_t max_examined = s->w.objects + 64;
+    /* an object can be examined once in the small queue and FREQ_MAX + 1 times in main before it goes */
+    uint64_t max_examined = (s->w.objects + 64) * (FREQ_MAX + 2);
     uint64_t examined = 0;
-    int empty = 0, rc = 0;
+    unsigned per_txn = EVICT_PER_TXN;
+    int empty = 0, plain = 0, rc = 0;
 
     if (max_examined > EVICT_MAX_EXAMINED)
         max_examined = EVICT_MAX_EXAMINED;
@@ -1574,16 +1764,28 @@ static int evict(edge_store_t *s, uint64_t target)
         struct wtxn w;
         if ((rc = wtxn_begin(s, &w)) != 0)
             break;
-        for (unsigned n = 0; n < EVICT_PER_TXN && w.st.live_bytes > target && examined < max_examined; ++n) {
+        for (unsigned n = 0; n < per_txn && w.st.live_bytes > target && examined < max_examined; ++n) {
             ++examined;
-            if ((rc = evict_one(&w, &empty)) != 0 || empty)
+            if ((rc = evict_one(&w, plain, &empty)) != 0 || empty)
                 break;
         }
-        if (rc != 0) {
+        if (rc != 0)
             mdb_txn_abort(w.txn);
-            break;
+        else
+            rc = wtxn_commit(&w);
+        if (rc == MDB_MAP_FULL && per_txn > 1) {
+            /* Moves take pages, and the pages deletes free are reusable only two transactions later: with
+             * the map that full, evict in smaller transactions without moving anything. */
+            if (!plain)
+                log_error("EVICT_FULL live_bytes=%llu detail=\"map full while evicting, evicting without moves\"",
+                          (unsigned long long)s->w.live_bytes);
+            plain = 1;
+            per_txn = per_txn / 8 != 0 ? per_txn / 8 : 1;
+            empty = 0;
+            rc = 0;
+            continue;
         }
-        if ((rc = wtxn_commit(&w)) != 0)
+        if (rc != 0)
             break;
     }
     if (rc != 0)
@@ -2104,8 +2306,14 @@ static void *writer_main(void *arg)
         }
         pthread_mutex_unlock(&s->mutex);
 
-        if (n != 0)
-            run_batch(s, ops, n);
+        if (n != 0) {
+            uint64_t chunk_bytes = 0;
+            for (size_t i = 0; i != n; ++i)
+                if (ops[i]->kind == EDGE_STORE_OP_CHUNK)
+                    chunk_bytes += ops[i]->len;
+            run_batch(s, ops, n); /* the ops may be freed by their on_done from here on */
+            __atomic_fetch_sub(&s->queued_bytes, chunk_bytes, __ATOMIC_RELAXED);
+        }
         if (s->sweeping)
             sweep_step(s);
         else if (ban_work(s))
@@ -2167,6 +2375,19 @@ static int recount(edge_store_t *s, MDB_txn *txn, struct wstate *st)
         return rc;
     while ((rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0)
         st->live_bytes += charge(s, k.mv_size, v.mv_size);
+    mdb_cursor_close(cur);
+    if (rc != MDB_NOTFOUND)
+        return rc;
+    st->main_bytes = 0;
+    if ((rc = mdb_cursor_open(txn, s->dbi_main, &cur)) != 0)
+        return rc;
+    while ((rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+        struct fifo_rec frec;
+        if (v.mv_size == sizeof(frec)) {
+            memcpy(&frec, v.mv_data, sizeof(frec));
+            st->main_bytes += frec.charge;
+        }
+    }
     mdb_cursor_close(cur);
     return rc == MDB_NOTFOUND ? 0 : rc;
 }
@@ -2242,6 +2463,7 @@ static int open_dbs(edge_store_t *s, struct wstate *st, int *has_pending)
         (rc = mdb_dbi_open(txn, "chunks", MDB_CREATE, &s->dbi_chunks)) != 0 ||
         (rc = mdb_dbi_open(txn, "pending", MDB_CREATE, &s->dbi_pending)) != 0 ||
         (rc = mdb_dbi_open(txn, "fifo", MDB_CREATE, &s->dbi_fifo)) != 0 ||
+        (rc = mdb_dbi_open(txn, "fifo_main", MDB_CREATE, &s->dbi_main)) != 0 ||
         (rc = mdb_dbi_open(txn, "stats", MDB_CREATE, &s->dbi_stats)) != 0 ||
         (rc = mdb_dbi_open(txn, "groups", MDB_CREATE | MDB_DUPSORT | MDB_DUPFIXED, &s->dbi_groups)) != 0 ||
         (rc = mdb_dbi_open(txn, "tags", MDB_CREATE | MDB_DUPSORT | MDB_DUPFIXED, &s->dbi_tags)) != 0 ||
@@ -2257,6 +2479,7 @@ static int open_dbs(edge_store_t *s, struct wstate *st, int *has_pending)
         st->objects = rec.objects;
         st->max_fill_id = rec.max_fill_id;
         st->max_ban_id = rec.max_ban_id;
+        st->main_bytes = rec.main_bytes < rec.live_bytes ? rec.main_bytes : rec.live_bytes;
     } else if (rc == 0 || rc == MDB_NOTFOUND) {
         int corrupt = rc == 0;
         MDB_stat ms;
@@ -2279,6 +2502,9 @@ static int open_dbs(edge_store_t *s, struct wstate *st, int *has_pending)
     if (id > st->max_fill_id)
         st->max_fill_id = id;
     st->next_seq = last_fill_id(txn, s->dbi_fifo, 8) + 1; /* the same big-endian 8-byte key */
+    id = last_fill_id(txn, s->dbi_main, 8) + 1;                /* one sequence for both queues */
+    if (id > st->next_seq)
+        st->next_seq = id;
     id = last_fill_id(txn, s->dbi_bans, 8); /* ban ids: the same big-endian 8-byte key */
     if (id > st->max_ban_id)
         st->max_ban_id = id;
@@ -2332,6 +2558,15 @@ edge_store_t *edge_store_open(const edge_store_settings_t *settings, char *err, 
     s->node_max = (((s->page_size - 16) / 2) & ~(size_t)1) - 2;
     s->budget_bytes = settings->max_size_bytes / s->page_size * s->page_size;
     s->capacity_bytes = s->budget_bytes;
+    s->freq_bits = table_bits(s->budget_bytes, FREQ_SLOTS_MIN, FREQ_SLOTS_MAX);
+    unsigned ghost_bits = table_bits(s->budget_bytes, GHOST_SLOTS_MIN, GHOST_SLOTS_MAX);
+    s->ghost_mask = ((size_t)1 << ghost_bits) / GHOST_WAYS - 1;
+    s->freq = calloc((size_t)1 << s->freq_bits, 1);
+    s->ghost = calloc((size_t)1 << ghost_bits, sizeof(*s->ghost));
+    if (s->freq == NULL || s->ghost == NULL) {
+        rc = ENOMEM;
+        goto Error;
+    }
 
     unsigned readers = settings->max_readers < MIN_READERS ? MIN_READERS : settings->max_readers;
     if ((rc = mdb_env_create(&s->env)) != 0) {
@@ -2361,6 +2596,7 @@ edge_store_t *edge_store_open(const edge_store_settings_t *settings, char *err, 
     s->sweeping = has_pending;
     s->pub.live_bytes = s->w.live_bytes;
     s->pub.objects = s->w.objects;
+    s->pub.main_bytes = s->w.main_bytes;
 
     pthread_mutex_init(&s->mutex, NULL);
     pthread_mutex_init(&s->fills_mutex, NULL);
@@ -2389,6 +2625,8 @@ ErrorThreads:
     txn_pool_dispose(s);
     mdb_env_close(s->env);
     free_bans(s);
+    free(s->freq);
+    free(s->ghost);
     free(s->path);
     free(s);
     return NULL;
@@ -2399,6 +2637,8 @@ Error:
     if (s->env != NULL)
         mdb_env_close(s->env);
     free_bans(s);
+    free(s->freq);
+    free(s->ghost);
     free(s->path);
     free(s);
     return NULL;
@@ -2420,6 +2660,8 @@ void edge_store_close(edge_store_t *store)
     ban_list_release(store->bans_cur);
     free_bans(store);
     free(store->fills);
+    free(store->freq);
+    free(store->ghost);
     pthread_mutex_destroy(&store->mutex);
     pthread_mutex_destroy(&store->fills_mutex);
     pthread_mutex_destroy(&store->bans_mutex);
@@ -2462,6 +2704,11 @@ void edge_store_wait_idle(edge_store_t *store)
     pthread_mutex_unlock(&store->mutex);
 }
 
+uint64_t edge_store_queued_bytes(edge_store_t *store)
+{
+    return __atomic_load_n(&store->queued_bytes, __ATOMIC_RELAXED);
+}
+
 void edge_store_submit(edge_store_t *store, edge_store_op_t *op)
 {
     op->_next = NULL;
@@ -2472,6 +2719,8 @@ void edge_store_submit(edge_store_t *store, edge_store_op_t *op)
             op->on_done(op, EDGE_STORE_ECLOSED);
         return;
     }
+    if (op->kind == EDGE_STORE_OP_CHUNK)
+        __atomic_fetch_add(&store->queued_bytes, op->len, __ATOMIC_RELAXED);
     if (store->tail != NULL)
         store->tail->_next = op;
     else
@@ -2632,10 +2881,12 @@ int edge_store_get_chunk(edge_store_txn_t *txn, uint64_t fill_id, uint32_t n, co
 
 void edge_store_touch(edge_store_t *store, uint64_t fill_id)
 {
-    uint8_t *slot = &store->touched[touch_index(fill_id)];
-    /* read first: a hot object's byte is already set, and a store would bounce the cache line */
-    if (!__atomic_load_n(slot, __ATOMIC_RELAXED))
-        __atomic_store_n(slot, 1, __ATOMIC_RELAXED);
+    uint8_t *slot = freq_slot(store, fill_id);
+    /* read first: a hot object's counter is already at FREQ_MAX, and a store would bounce the cache line.
+     * Load + store, not an atomic increment: a lost update between two threads costs at most one hit. */
+    uint8_t v = __atomic_load_n(slot, __ATOMIC_RELAXED);
+    if (v < FREQ_MAX)
+        __atomic_store_n(slot, (uint8_t)(v + 1), __ATOMIC_RELAXED);
 }
 
 uint64_t edge_store_new_fill_id(edge_store_t *store)
@@ -2703,6 +2954,9 @@ void edge_store_get_stats(edge_store_t *store, edge_store_stats_t *out)
     out->bans_applied = __atomic_load_n(&store->pub.bans_applied, __ATOMIC_RELAXED);
     out->ban_hits = __atomic_load_n(&store->pub.ban_hits, __ATOMIC_RELAXED);
     out->swept_objects = __atomic_load_n(&store->pub.swept_objects, __ATOMIC_RELAXED);
+    out->main_bytes = __atomic_load_n(&store->pub.main_bytes, __ATOMIC_RELAXED);
+    out->promoted = __atomic_load_n(&store->pub.promoted, __ATOMIC_RELAXED);
+    out->ghost_hits = __atomic_load_n(&store->pub.ghost_hits, __ATOMIC_RELAXED);
 }
 
 const char *edge_store_strerror(int result)

@@ -19,8 +19,13 @@
  *   if the writer replaces or evicts the object meanwhile.
  * - Budget: `max_size_bytes` is the LMDB map size. Live bytes (chunk bytes + record bytes) are
  *   counted in a stats record; after a batch, past 90% of the budget the writer evicts down to 80%.
- *   Eviction order is FIFO by insertion with second chance: an object touched (edge_store_touch, an
- *   in-memory bit, no write) since it was last examined is moved to the back instead of evicted.
+ *   Eviction is S3-FIFO: new objects enter a small FIFO (about 10% of the capacity); one evicted from
+ *   it untouched is forgotten, except for its hash in a bounded in-memory ghost set; one touched there
+ *   (edge_store_touch, an in-memory counter of 0..3, no write) moves to the main FIFO when it reaches
+ *   the head, and so does a new object whose hash is in the ghost set. At the head of main, an object
+ *   with a non-zero counter goes to the back with its counter decremented, else it is evicted. Scans
+ *   of one-hit objects thus evict each other, in FIFO order, not the objects that get hits. Queue
+ *   membership survives a restart; counters and the ghost set do not.
  *   MDB_MAP_FULL aborts the batch: the writer evicts and retries it once, else drops the fills of
  *   that batch (their on_done gets EDGE_STORE_EFULL). A client request never fails for it.
  * - Variants: several objects per URL. Each record holds the URL key string and an optional
@@ -182,6 +187,9 @@ typedef struct st_edge_store_stats_t {
     uint64_t bans_applied;   /* BAN ops applied since open */
     uint64_t ban_hits;       /* lookups answered NOTFOUND because of a hard ban, since open */
     uint64_t swept_objects;  /* objects deleted or marked stale by the ban sweeper, since open */
+    uint64_t main_bytes;     /* the part of live_bytes in the main eviction queue (the rest is in the small one) */
+    uint64_t promoted;       /* objects moved from the small queue to main by eviction, since open */
+    uint64_t ghost_hits;     /* objects committed straight into main (recently evicted from small), since open */
 } edge_store_stats_t;
 
 /**
@@ -209,6 +217,12 @@ void edge_store_flush(edge_store_t *store);
  * hold it up). For tests and shutdown. Never call it from an on_done callback.
  */
 void edge_store_wait_idle(edge_store_t *store);
+
+/**
+ * Body bytes of CHUNK ops submitted and not yet applied (the writer is behind by this much). Callers bound the memory
+ * their queued chunks hold with it (the handler: cache.write_queue). One relaxed atomic load; any thread.
+ */
+uint64_t edge_store_queued_bytes(edge_store_t *store);
 
 /**
  * Begins a read-only transaction (any thread; several per thread are fine).
@@ -250,7 +264,10 @@ int edge_store_group_count(edge_store_txn_t *txn, const uint8_t group[EDGE_STORE
  */
 int edge_store_object_next_tag(const edge_store_object_t *obj, size_t *cursor, const char **tag, size_t *len);
 
-/** Sets the in-memory access bit of an object for second-chance eviction. No write, no lock. */
+/**
+ * Records a hit on an object for eviction: bumps its in-memory access counter (saturating at 3; a
+ * relaxed atomic load and store, no write transaction, no lock). Any thread; a stale fill id is harmless.
+ */
 void edge_store_touch(edge_store_t *store, uint64_t fill_id);
 
 /**

@@ -520,6 +520,32 @@ static void gate_open(struct gate *g)
     pthread_mutex_unlock(&g->m);
 }
 
+/* edge_store_queued_bytes counts the CHUNK bytes submitted and not yet applied (what callers bound their memory by). */
+static void test_queued_bytes(void **state)
+{
+    struct fixture *f = *state;
+    char *b = make_body(5000, 3);
+    struct gate g;
+    struct done_op ops[3];
+    assert_int_equal(edge_store_queued_bytes(f->store), 0);
+    gate_close(f->store, &g); /* the writer is busy: nothing below is applied yet */
+    uint64_t fill_id = edge_store_new_fill_id(f->store);
+    ops[0] = (struct done_op){.op = {.kind = EDGE_STORE_OP_CHUNK, .fill_id = fill_id, .chunk_index = 0, .data = b, .len = 3000}};
+    ops[1] = (struct done_op){.op = {.kind = EDGE_STORE_OP_CHUNK, .fill_id = fill_id, .chunk_index = 1, .data = b, .len = 2000}};
+    make_commit(&ops[2].op, fill_id, "queued", "m", 5000, 2);
+    for (int i = 0; i < 3; ++i) {
+        ops[i].op.on_done = on_done;
+        edge_store_submit(f->store, &ops[i].op);
+    }
+    assert_int_equal(edge_store_queued_bytes(f->store), 5000); /* chunks count, the commit does not */
+    gate_open(&g);
+    edge_store_flush(f->store);
+    for (int i = 0; i < 3; ++i)
+        assert_int_equal(ops[i].result, 0);
+    assert_int_equal(edge_store_queued_bytes(f->store), 0);
+    free(b);
+}
+
 static void test_map_full_evict_and_retry(void **state)
 {
     struct fixture *f = *state;
@@ -1731,6 +1757,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_invisible_before_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replace, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_queued_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_abort, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_incomplete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fill_ids_monotonic, setup, teardown),
