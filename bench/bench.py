@@ -12,10 +12,17 @@ What it does:
   CPU 0 and the load generator to CPU 1 (`taskset`);
 - warms the cache (and checks that every object is a hit), then measures each row for h2o and for
   each cdn-edge binary given, alternating, for `--seconds` each (`--reps` times: the median is shown);
+- compressed hits ("js64k gzip" / "js64k br" rows: the JS requested with `Accept-Encoding: gzip` or
+  `br`): cdn-edge serves the variants its compression threads made after the fill (warm-up waits until
+  they exist); h2o serves the same bytes as precompressed siblings app.js.gz / app.js.br
+  (`file.send-compressed: ON`, on a path of its own so that the other rows are unchanged); each side is
+  checked to answer with that Content-Encoding before and after every such measurement;
 - samples RssAnon of the measured server from /proc/PID/status every 50 ms: the peak is shown;
 - prints one table: requests/s, p50 and p99 latency (medians over the repetitions), peak RssAnon,
   and cdn-edge as a ratio of h2o (the median of the per-repetition ratios of requests/s and of p99);
-  each measurement is also logged to stderr as it completes.
+  each measurement is also logged to stderr as it completes; then, when compressed rows ran, each
+  cdn-edge's compressed hits as a ratio of its identity hits of the same protocol in the same run
+  (selecting a compressed row with --rows measures its identity row too).
 
 Load generators: wrk (-t1) for HTTP/1.1 and TLS HTTP/1.1; h2load (-t1) for h2c (prior knowledge) and
 TLS HTTP/2 (ALPN), with --warm-up-time 1s and latency percentiles computed from its --log-file. New TLS
@@ -38,44 +45,50 @@ import tempfile
 import threading
 import time
 import json
+from benchlib import RssSampler, free_port, log, print_table
 
 SERVER_CPU = "0"
 CLIENT_CPU = "1"
 
 OBJECTS = {"1k": "1k.bin", "128k": "128k.bin", "1m": "1m.bin", "js": "app.js"}
 
-# (label, tool, scheme, object, connections, streams per connection)
+# (label, tool, scheme, object, connections, streams per connection[, Accept-Encoding])
 ROWS = [
     ("http/1.1 1k", "wrk", "http", "1k", 64, 1),
     ("http/1.1 128k", "wrk", "http", "128k", 64, 1),
     ("http/1.1 1m", "wrk", "http", "1m", 64, 1),
     ("http/1.1 js64k", "wrk", "http", "js", 64, 1),
+    ("http/1.1 js64k gzip", "wrk", "http", "js", 64, 1, "gzip"),
+    ("http/1.1 js64k br", "wrk", "http", "js", 64, 1, "br"),
     ("h2c 1k", "h2load", "http", "1k", 16, 16),
     ("h2c 128k", "h2load", "http", "128k", 16, 16),
     ("h2c 1m", "h2load", "http", "1m", 16, 16),
     ("h2c js64k", "h2load", "http", "js", 16, 16),
+    ("h2c js64k gzip", "h2load", "http", "js", 16, 16, "gzip"),
+    ("h2c js64k br", "h2load", "http", "js", 16, 16, "br"),
     ("tls h2 1k", "h2load", "https", "1k", 16, 16),
     ("tls h2 128k", "h2load", "https", "128k", 16, 16),
     ("tls h2 1m", "h2load", "https", "1m", 16, 16),
     ("tls h2 js64k", "h2load", "https", "js", 16, 16),
+    ("tls h2 js64k gzip", "h2load", "https", "js", 16, 16, "gzip"),
+    ("tls h2 js64k br", "h2load", "https", "js", 16, 16, "br"),
     ("tls http/1.1 1k", "wrk", "https", "1k", 64, 1),
     ("tls http/1.1 128k", "wrk", "https", "128k", 64, 1),
     ("tls new conn/s 1k", "wrk-close", "https", "1k", 32, 1),
 ]
+ENCODED = {"gzip": ".gz", "br": ".br"}  # Accept-Encoding -> h2o's precompressed sibling (file.send-compressed)
+
+
+def row_encoding(row):
+    return row[6] if len(row) > 6 else None
+
+
+def identity_row(row):
+    """The row measuring the same object and protocol without Accept-Encoding."""
+    return next(r for r in ROWS if r[1:6] == row[1:6] and row_encoding(r) is None)
+
 
 PIDS = []
-
-
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def start(argv, stdout, stderr):
@@ -112,37 +125,6 @@ def wait_ready(url, proc, what):
     raise SystemExit(f"{what} not ready at {url}")
 
 
-class RssSampler:
-    """Peak RssAnon (KiB) of one PID, sampled every 50 ms while running."""
-
-    def __init__(self, pid):
-        self.pid, self.peak, self._stop = pid, 0, threading.Event()
-        self._t = threading.Thread(target=self._run, daemon=True)
-
-    def _sample(self):
-        try:
-            with open(f"/proc/{self.pid}/status") as f:
-                for line in f:
-                    if line.startswith("RssAnon:"):
-                        self.peak = max(self.peak, int(line.split()[1]))
-        except OSError:
-            pass
-
-    def _run(self):
-        while not self._stop.is_set():
-            self._sample()
-            self._stop.wait(0.05)
-
-    def __enter__(self):
-        self._t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._t.join()
-        self._sample()
-
-
 def to_ms(text):
     m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
     if not m:
@@ -151,10 +133,12 @@ def to_ms(text):
     return v * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[m.group(2)]
 
 
-def run_wrk(url, conns, seconds, close):
+def run_wrk(url, conns, seconds, close, headers=()):
     argv = ["taskset", "-c", CLIENT_CPU, "wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency"]
     if close:
         argv += ["-H", "Connection: close"]
+    for h in headers:
+        argv += ["-H", h]
     out = subprocess.run(argv + [url], capture_output=True, text=True).stdout
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     lat = dict(re.findall(r"^\s+(50|99)%\s+(\S+)", out, re.M))
@@ -168,9 +152,12 @@ def run_wrk(url, conns, seconds, close):
     return float(rps.group(1)), to_ms(lat.get("50", "?")), to_ms(lat.get("99", "?")), bad
 
 
-def run_h2load(url, conns, streams, seconds, logpath):
+def run_h2load(url, conns, streams, seconds, logpath, headers=()):
     argv = ["taskset", "-c", CLIENT_CPU, "h2load", "-t1", f"-c{conns}", f"-m{streams}", f"-D{seconds}",
-            "--warm-up-time=1", f"--log-file={logpath}", url]
+            "--warm-up-time=1", f"--log-file={logpath}"]
+    for h in headers:
+        argv += ["-H", h]
+    argv.append(url)
     out = subprocess.run(argv, capture_output=True, text=True).stdout
     rps = re.search(r"finished in [\d.]+\w*, ([\d.]+) req/s", out)
     st = re.search(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed, (\d+) errored", out)
@@ -191,15 +178,37 @@ def run_h2load(url, conns, streams, seconds, logpath):
     return float(rps.group(1)), pct(0.50), pct(0.99), int(st.group(2)) + int(st.group(3))
 
 
-def measure(server, row, args, work):
-    label, tool, scheme, obj, conns, streams = row
+def object_url(server, scheme, obj, enc=None):
     port = server["tls_port"] if scheme == "https" else server["port"]
-    url = f"{scheme}://127.0.0.1:{port}/{OBJECTS[obj]}"
+    # h2o serves the precompressed siblings from a path of its own, so that its other rows stay as before
+    prefix = server.get("encoded_prefix", "") if enc else ""
+    return f"{scheme}://127.0.0.1:{port}{prefix}/{OBJECTS[obj]}"
+
+
+def check_encoded(server, url, enc, http2):
+    """Fails the run unless `url` answers with Content-Encoding: enc (and, for cdn-edge, as a hit)."""
+    head = curl(url, "-H", f"Accept-Encoding: {enc}", *(("--http2",) if http2 else ())).stdout.lower()
+    ok = re.search(rf"^content-encoding: {enc}\s*$", head, re.M) is not None
+    if server["name"] != "h2o":
+        ok = ok and "cache-status: cdn-edge; hit" in head
+    return ok, head
+
+
+def measure(server, row, args, work):
+    label, tool, scheme, obj, conns, streams = row[:6]
+    enc = row_encoding(row)
+    url = object_url(server, scheme, obj, enc)
+    headers = (f"Accept-Encoding: {enc}",) if enc else ()
     with RssSampler(server["proc"].pid) as rss:
         if tool == "h2load":
-            r = run_h2load(url, conns, streams, args.seconds, os.path.join(work, "h2load.log"))
+            r = run_h2load(url, conns, streams, args.seconds, os.path.join(work, "h2load.log"), headers)
         else:
-            r = run_wrk(url, conns, args.seconds, tool == "wrk-close")
+            r = run_wrk(url, conns, args.seconds, tool == "wrk-close", headers)
+    if enc:
+        # the variant was served all along (it could have been evicted, or h2o lost its sibling file)
+        ok, head = check_encoded(server, url, enc, tool == "h2load")
+        if not ok:
+            raise SystemExit(f"{server['name']}: {url} is not a {enc} hit after measuring:\n{head}")
     return r + (rss.peak / 1024.0,)
 
 
@@ -237,11 +246,32 @@ listen:
 hosts:
   default:
     paths:
+      /enc: {{file.dir: {site}, file.send-compressed: ON}}
       /: {{file.dir: {site}}}
 """)
     proc = start(["h2o", "-c", conf], subprocess.DEVNULL, subprocess.DEVNULL)
     wait_ready(f"http://127.0.0.1:{port}/1k.bin", proc, "h2o")
-    return {"name": "h2o", "proc": proc, "port": port, "tls_port": tls_port}
+    return {"name": "h2o", "proc": proc, "port": port, "tls_port": tls_port, "encoded_prefix": "/enc"}
+
+
+def add_precompressed(site, srv):
+    """h2o's precompressed siblings (app.js.gz, app.js.br): the very bytes cdn-edge serves, so both send as much."""
+    for enc, ext in ENCODED.items():
+        path = os.path.join(site, OBJECTS["js"] + ext)
+        if os.path.exists(path):
+            continue
+        subprocess.run(["curl", "-sf", "-o", path, "-H", f"Accept-Encoding: {enc}",
+                        f"http://127.0.0.1:{srv['port']}/{OBJECTS['js']}"], check=True)
+        os.chmod(path, 0o644)
+
+
+def check_h2o_encoded(h2o):
+    for enc in ENCODED:
+        for scheme, http2 in (("http", False), ("https", True)):
+            url = object_url(h2o, scheme, "js", enc)
+            ok, head = check_encoded(h2o, url, enc, http2)
+            if not ok:
+                raise SystemExit(f"h2o does not serve {url} with Content-Encoding: {enc}:\n{head}")
 
 
 def start_edge(binary, work, site, cert, key, n):
@@ -284,6 +314,18 @@ access_log: off
                 time.sleep(0.05)  # the fill commits asynchronously
             else:
                 raise SystemExit(f"{binary}: {url} is not a hit:\n{head}")
+    # the gzip and br variants are made off the loop a moment after the fill committed: wait for them
+    js = OBJECTS["js"]
+    for enc in ENCODED:
+        for url, http2 in ((f"http://127.0.0.1:{srv['port']}/{js}", False),
+                           (f"https://127.0.0.1:{srv['tls_port']}/{js}", True)):
+            for _ in range(200):
+                ok, head = check_encoded(srv, url, enc, http2)
+                if ok:
+                    break
+                time.sleep(0.05)
+            else:
+                raise SystemExit(f"{binary}: {url} has no {enc} variant (compress: on?):\n{head}")
     return srv
 
 
@@ -293,10 +335,6 @@ def tls_params(port):
                          input="", capture_output=True, text=True, timeout=10).stdout
     m = re.search(r"New, (\S+), Cipher is (\S+)", out)
     return f"{m.group(1)} {m.group(2)}" if m else "?"
-
-
-def fmt_row(cells, widths):
-    return "  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
 
 
 def main():
@@ -309,6 +347,8 @@ def main():
     args = ap.parse_args()
     edges = args.edge or ["build/edge/cdn-edge"]
     rows = [r for r in ROWS if not args.rows or any(w in r[0] for w in args.rows.split(","))]
+    # an encoded row is also shown as a ratio of the identity row of its protocol: measure that one too
+    rows = [r for r in ROWS if r in rows or any(row_encoding(x) and identity_row(x) == r for x in rows)]
     if os.cpu_count() is None or os.cpu_count() < 2:
         log("warning: fewer than 2 CPUs: server and load generator share one")
 
@@ -325,6 +365,8 @@ def main():
         servers = [start_h2o(work, site, cert, key)]
         for i, b in enumerate(edges):
             servers.append(start_edge(b, work, site, cert, key, i))
+            add_precompressed(site, servers[-1])
+        check_h2o_encoded(servers[0])
 
         tls = {s["name"]: tls_params(s["tls_port"]) for s in servers}
         results = {}  # (row label, server name) -> list of tuples
@@ -363,16 +405,25 @@ def main():
             if bad:
                 cells[0] += f" ({bad} errors)"
             table.append(cells)
-        if args.markdown:
-            print("| " + " | ".join(header) + " |")
-            print("|" + "|".join(" --- " for _ in header) + "|")
-            for cells in table:
-                print("| " + " | ".join(cells) + " |")
-        else:
-            widths = [max(len(str(c[i])) for c in [header] + table) for i in range(len(header))]
-            print(fmt_row(header, widths))
-            for cells in table:
-                print(fmt_row(cells, widths))
+        print_table(header, table, args.markdown)
+        # issue #6: a compressed hit is worth as much as an identity one (same run, same edge, same protocol)
+        enc_rows = [r for r in rows if row_encoding(r)]
+        if enc_rows:
+            header2 = ["compressed hit vs identity hit"]
+            for s in servers[1:]:
+                suffix = "" if len(servers) == 2 else f" [{s['name']}]"
+                header2 += [f"encoded req/s{suffix}", "identity req/s", "req/s %"]
+            table2 = []
+            for row in enc_rows:
+                ident = identity_row(row)[0]
+                cells = [f"{row[0]} / {ident}"]
+                for s in servers[1:]:
+                    pairs = list(zip(results[(row[0], s["name"])], results[(ident, s["name"])]))
+                    cells += [f"{med(row[0], s['name'], 0):.0f}", f"{med(ident, s['name'], 0):.0f}",
+                              f"{statistics.median(e[0] / i[0] for e, i in pairs) * 100:.0f}%"]
+                table2.append(cells)
+            print()
+            print_table(header2, table2, args.markdown)
         print(f"# {args.reps} rep(s) x {args.seconds} s per measurement, median shown; RSS = peak RssAnon; "
               f"servers on CPU {SERVER_CPU}, load on CPU {CLIENT_CPU}; "
               + ", ".join(f"{s['name']} = {s['binary']}" for s in servers[1:]))

@@ -49,6 +49,7 @@ const char conf_embedded_default[] = "# cdn-edge embedded default configuration\
 #define MAX_ORIGIN_CONNECTIONS 65535
 #define MAX_COMPRESS_THREADS 64
 #define MAX_COMPRESS_QUEUE 1000000
+#define MAX_COMPRESS_HOT_HITS 16000000 /* fits the 24-bit hit counters of edge/compress_job.c */
 #define MAX_COMPRESS_TYPES 256
 #define MAX_TAG_HEADERS 16
 #define MAX_QUERY_DROP 64
@@ -616,7 +617,7 @@ static int load_admin(struct st_loader_t *ld, yaml_node_t *node)
 static int load_cache(struct st_loader_t *ld, yaml_node_t *node)
 {
     static const char *const known[] = {"path",  "max_size",   "max_object_size",       "stale_if_unreachable",
-                                        "query", "query_drop", "honor_client_no_cache", NULL};
+                                        "query", "query_drop", "honor_client_no_cache", "write_queue", NULL};
     conf_cache_t *cache = &ld->conf->cache;
     yaml_node_t *v, *k;
     unsigned object_line = 0;
@@ -691,6 +692,12 @@ static int load_cache(struct st_loader_t *ld, yaml_node_t *node)
     if (cache->max_object_size_bytes > cache->max_size_bytes)
         return fail(ld, object_line != 0 ? object_line : cache->max_size_line, "cache.max_object_size",
                     "must not exceed cache.max_size");
+    if ((v = lookup(ld, node, "write_queue", NULL)) != NULL) {
+        if (get_size(ld, v, "cache.write_queue", &cache->write_queue_bytes) != 0)
+            return -1;
+        if (cache->write_queue_bytes < 1024 * 1024)
+            return fail(ld, node_line(v), "cache.write_queue", "must be at least 1MiB");
+    }
     return 0;
 }
 
@@ -976,7 +983,8 @@ static int is_media_type_pattern(const char *s)
 
 static int load_compress(struct st_loader_t *ld, yaml_node_t *node)
 {
-    static const char *const known[] = {"enabled", "types", "min_size", "gzip_level", "brotli_level", "threads", "queue", NULL};
+    static const char *const known[] = {"enabled", "types", "min_size", "gzip_level", "brotli_level", "threads", "queue",
+                                        "hot_hits", NULL};
     conf_compress_t *compress = &ld->conf->compress;
     yaml_node_t *v, *k;
 
@@ -1029,6 +1037,9 @@ static int load_compress(struct st_loader_t *ld, yaml_node_t *node)
     if ((v = lookup(ld, node, "queue", NULL)) != NULL &&
         get_uint(ld, v, "compress.queue", 1, MAX_COMPRESS_QUEUE, &compress->queue) != 0)
         return -1;
+    if ((v = lookup(ld, node, "hot_hits", NULL)) != NULL &&
+        get_uint(ld, v, "compress.hot_hits", 0, MAX_COMPRESS_HOT_HITS, &compress->hot_hits) != 0)
+        return -1;
     return 0;
 }
 
@@ -1043,6 +1054,7 @@ static void set_defaults(conf_t *conf)
     conf->cache.path = resolve_path(conf->base_dir, CONF_DEFAULT_CACHE_PATH);
     conf->cache.max_size_bytes = CONF_DEFAULT_CACHE_MAX_SIZE;
     conf->cache.max_object_size_bytes = CONF_DEFAULT_CACHE_MAX_OBJECT_SIZE;
+    conf->cache.write_queue_bytes = CONF_DEFAULT_CACHE_WRITE_QUEUE;
     conf->cache.stale_if_unreachable_ms = CONF_DEFAULT_STALE_IF_UNREACHABLE_MS;
     conf->limits.request_body_bytes = CONF_DEFAULT_REQUEST_BODY;
     conf->limits.client_connections = CONF_DEFAULT_CLIENT_CONNECTIONS;
@@ -1066,6 +1078,7 @@ static void set_defaults(conf_t *conf)
     conf->compress.brotli_level = CONF_DEFAULT_COMPRESS_BROTLI_LEVEL;
     conf->compress.threads = CONF_DEFAULT_COMPRESS_THREADS;
     conf->compress.queue = CONF_DEFAULT_COMPRESS_QUEUE;
+    conf->compress.hot_hits = CONF_DEFAULT_COMPRESS_HOT_HITS;
 }
 
 static int load_root(struct st_loader_t *ld, yaml_node_t *root)

@@ -29,6 +29,7 @@
 #define CONF_DEFAULT_CACHE_PATH "var/cache"
 #define CONF_DEFAULT_CACHE_MAX_SIZE (1024ull * 1024 * 1024)
 #define CONF_DEFAULT_CACHE_MAX_OBJECT_SIZE (128ull * 1024 * 1024)
+#define CONF_DEFAULT_CACHE_WRITE_QUEUE (128ull * 1024 * 1024) /* memory of fills waiting for the store's writer */
 #define CONF_DEFAULT_STALE_IF_UNREACHABLE_MS (24ull * 3600 * 1000)
 #define CONF_DEFAULT_REQUEST_BODY (16ull * 1024 * 1024)
 #define CONF_DEFAULT_CLIENT_CONNECTIONS 4096
@@ -56,6 +57,7 @@
 #define CONF_DEFAULT_COMPRESS_BROTLI_LEVEL 5 /* 0..11 */
 #define CONF_DEFAULT_COMPRESS_THREADS 1      /* compression threads */
 #define CONF_DEFAULT_COMPRESS_QUEUE 1024     /* jobs waiting for a thread; more are dropped (counted) */
+#define CONF_DEFAULT_COMPRESS_HOT_HITS 1000  /* hits after which an object's variants are remade at gzip 9 / brotli 11 */
 
 /* Path names the default config uses for the self-signed certificate made on first run. */
 #define CONF_DEFAULT_SELF_SIGNED_CERT "var/tls/cert.pem"
@@ -96,6 +98,8 @@ typedef struct st_conf_cache_t {
     unsigned path_line;
     uint64_t max_size_bytes;        /* hard budget of the store on disk */
     uint64_t max_object_size_bytes; /* larger responses pass through unstored */
+    uint64_t write_queue_bytes;     /* body bytes submitted to the store's writer and not yet written, at most: past
+                                       it a fill passes through unstored (the disk is behind; memory stays bounded) */
     unsigned max_size_line;
     int query_mode;                 /* CONF_QUERY_KEEP (raw), CONF_QUERY_SORT or CONF_QUERY_IGNORE: the query in the key */
     char **query_drop;              /* query parameters left out of the key (e.g. utm_source); NULL-terminated */
@@ -164,6 +168,7 @@ typedef struct st_conf_compress_t {
     unsigned brotli_level;   /* 0..11 */
     unsigned threads;        /* 1..64 */
     unsigned queue;          /* jobs waiting for a thread, 1..1000000 */
+    unsigned hot_hits;       /* 0: never; else after this many hits the variants are remade at the best levels */
 } conf_compress_t;
 
 typedef struct st_conf_t {

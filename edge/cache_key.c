@@ -282,8 +282,19 @@ int edge_cache_key_build(h2o_mem_pool_t *pool, h2o_iovec_t scheme, h2o_iovec_t a
             k[klen++] = to_lower(host[i]); /* RFC 3986 §3.2.2: host is case-insensitive */
         }
     }
-    if (port >= 0)
-        klen += sprintf(k + klen, ":%ld", port);
+    if (port >= 0) {
+        /* by hand: sprintf cost 1.5-4% of a 1 KiB hit (the port is 0..65535, checked above) */
+        char digits[8];
+        size_t n = 0;
+        long v = port;
+        do {
+            digits[n++] = (char)('0' + v % 10);
+            v /= 10;
+        } while (v != 0);
+        k[klen++] = ':';
+        while (n != 0)
+            k[klen++] = digits[--n];
+    }
     memcpy(k + klen, p, plen);
     klen += plen;
     k[klen] = '\0';

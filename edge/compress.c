@@ -444,6 +444,7 @@ void edge_compress_settings_init(edge_compress_settings_t *s)
     s->min_size = EDGE_DEFAULT_COMPRESS_MIN_SIZE;
     s->gzip_level = EDGE_DEFAULT_GZIP_LEVEL;
     s->brotli_level = EDGE_DEFAULT_BROTLI_LEVEL;
+    s->hot_hits = EDGE_DEFAULT_COMPRESS_HOT_HITS;
 }
 
 int edge_compress_type_ok(const edge_compress_settings_t *s, const char *content_type, size_t len)

@@ -34,6 +34,7 @@ typedef enum { EDGE_ENC_IDENTITY = 0, EDGE_ENC_GZIP = 1, EDGE_ENC_BR = 2 } edge_
 #define EDGE_DEFAULT_GZIP_LEVEL_HOT 9      /**< background recompression of hot objects */
 #define EDGE_DEFAULT_BROTLI_LEVEL_HOT 11   /**< background recompression of hot objects */
 #define EDGE_DEFAULT_COMPRESS_MIN_SIZE 256 /**< bytes; below this the codings' overhead eats the gain */
+#define EDGE_DEFAULT_COMPRESS_HOT_HITS 1000 /**< hits after which the variants are remade at the _HOT levels */
 #define EDGE_DEFAULT_GUNZIP_MAX_RATIO 1000 /**< output/input; real text stays far below, zeros reach ~1030 */
 
 /** Size of the pieces handed to a sink, and of the encoder/decoder output buffer. Tests may shrink it. */
@@ -99,6 +100,8 @@ typedef struct {
     uint64_t min_size; /**< bytes; a body smaller than this is stored as identity only */
     int gzip_level;    /**< 1..9 */
     int brotli_level;  /**< 0..11 */
+    uint32_t hot_hits; /**< 0: never; else after this many hits of an object its variants are remade at
+                            EDGE_DEFAULT_GZIP_LEVEL_HOT / EDGE_DEFAULT_BROTLI_LEVEL_HOT (edge_compress_note_hit) */
 } edge_compress_settings_t;
 
 /** The default type patterns (NULL-terminated): text, JavaScript, JSON, XML, SVG, WASM, ttf/otf/eot fonts. */
@@ -106,7 +109,7 @@ extern const char *edge_compress_default_types[];
 
 /**
  * Fills s with the defaults: edge_compress_default_types, EDGE_DEFAULT_COMPRESS_MIN_SIZE, EDGE_DEFAULT_GZIP_LEVEL,
- * EDGE_DEFAULT_BROTLI_LEVEL.
+ * EDGE_DEFAULT_BROTLI_LEVEL, EDGE_DEFAULT_COMPRESS_HOT_HITS.
  */
 void edge_compress_settings_init(edge_compress_settings_t *s);
 

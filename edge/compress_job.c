@@ -16,6 +16,9 @@
  *   Once every chunk op completed, each encoding is COMMITted, or ABORTed when something failed (a missing base
  *   chunk: the base was replaced or evicted midway; an encoder or store error) or when the output is not below
  *   95% of the identity size (not worth storing). Every fill id taken ends in a COMMIT, an ABORT or a release.
+ * - A job may carry the origin's own gzip bytes (gzip_fill_id: chunks the fill wrote): that output is "prefilled",
+ *   it has no encoder and no chunks to write, only the final COMMIT or ABORT, decided by the same rules; every exit
+ *   path, a job dropped from the queue by edge_compress_jobs_stop included, ABORTs it when it is not committed.
  * - Counters: each job ends counted exactly once, as done, dropped (queue full, pool stopped, base gone or not
  *   identity, a purge refused the COMMIT) or failed (logged); bytes_in counts identity bytes read, bytes_out
  *   encoded bytes committed.
@@ -65,6 +68,7 @@ struct st_output_t {
     edge_encoding_t enc;
     edge_encoder_t *encoder;
     uint64_t fill_id;
+    int prefilled;             /* the gzip the origin sent, written by the fill: no encoder, chunks already stored */
     struct st_chunk_op_t *cur; /* being filled; NULL when none */
     uint32_t num_chunks;
     uint64_t bytes;
@@ -94,6 +98,12 @@ static struct {
 } pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER};
 
 static edge_compress_stats_t stats;
+
+/* Hit counters of edge_compress_note_hit: per slot, a 40-bit tag of (hash, fill id) << 24 | a 24-bit hit count. */
+#ifndef EDGE_COMPRESS_HOT_SLOTS
+#define EDGE_COMPRESS_HOT_SLOTS 65536 /* 512 KiB */
+#endif
+static uint64_t hot_table[EDGE_COMPRESS_HOT_SLOTS];
 
 #define STAT_ADD(field, n) __atomic_fetch_add(&stats.field, (uint64_t)(n), __ATOMIC_RELAXED)
 
@@ -218,6 +228,22 @@ static void on_final_done(edge_store_op_t *op, int result)
     --out->run->inflight;
     pthread_cond_broadcast(&pool.done_cond);
     pthread_mutex_unlock(&pool.mutex);
+}
+
+static void on_free_op(edge_store_op_t *op, int result)
+{
+    free(op);
+}
+
+/* Fire and forget: the writer deletes the chunks of a fill id that will never commit. */
+static void submit_abort(edge_store_t *store, uint64_t fill_id)
+{
+    edge_store_op_t *op = h2o_mem_alloc(sizeof(*op));
+    memset(op, 0, sizeof(*op));
+    op->kind = EDGE_STORE_OP_ABORT;
+    op->fill_id = fill_id;
+    op->on_done = on_free_op;
+    edge_store_submit(store, op);
 }
 
 /* Blocks until at most `max` ops of the run are in flight, then counts one more when `take`. */
@@ -384,6 +410,8 @@ static int encode_chunk(const edge_compress_job_t *job, struct st_run_t *run, ui
     *bytes_read += len;
     STAT_ADD(bytes_in, len);
     for (size_t i = 0; i != NUM_ENCODINGS; ++i) {
+        if (run->outs[i].prefilled)
+            continue;
         if (edge_encoder_write(run->outs[i].encoder, data, len) != 0) {
             *reason = "the encoder failed";
             ret = -1;
@@ -412,7 +440,14 @@ static void run_job(const edge_compress_job_t *job)
         struct st_output_t *out = run.outs + i;
         out->run = &run;
         out->enc = encodings[i];
-        out->fill_id = edge_store_new_fill_id(pool.store);
+        if (out->enc == EDGE_ENC_GZIP && job->gzip_fill_id != 0) {
+            out->prefilled = 1;
+            out->fill_id = job->gzip_fill_id;
+            out->bytes = job->gzip_size;
+            out->num_chunks = job->gzip_num_chunks;
+        } else {
+            out->fill_id = edge_store_new_fill_id(pool.store);
+        }
         out->variant = edge_compress_variant_string(&mem, job->variant, job->variant_len, out->enc);
     }
 
@@ -420,7 +455,10 @@ static void run_job(const edge_compress_job_t *job)
         goto Release;
     for (size_t i = 0; i != NUM_ENCODINGS; ++i) {
         struct st_output_t *out = run.outs + i;
-        int level = out->enc == EDGE_ENC_GZIP ? pool.settings.gzip_level : pool.settings.brotli_level;
+        int level = out->enc == EDGE_ENC_GZIP ? (job->hot ? EDGE_DEFAULT_GZIP_LEVEL_HOT : pool.settings.gzip_level)
+                                              : (job->hot ? EDGE_DEFAULT_BROTLI_LEVEL_HOT : pool.settings.brotli_level);
+        if (out->prefilled)
+            continue;
         if ((out->encoder = edge_encoder_new(out->enc, level, on_encoded, out)) == NULL) {
             reason = "cannot create the encoder";
             result = RESULT_FAILED;
@@ -449,7 +487,7 @@ static void run_job(const edge_compress_job_t *job)
         }
         /* incompressible (media, random bytes): after the first MiB, when neither encoding saves 5%, stop
          * instead of reading the whole object */
-        if (bytes_read >= EDGE_COMPRESS_JOB_PROBE_BYTES && run.outs[0].bytes * 20 >= bytes_read * 19 &&
+        if (!run.outs[0].prefilled && bytes_read >= EDGE_COMPRESS_JOB_PROBE_BYTES && run.outs[0].bytes * 20 >= bytes_read * 19 &&
             run.outs[1].bytes * 20 >= bytes_read * 19) {
             not_worth_it = 1;
             break;
@@ -466,7 +504,7 @@ static void run_job(const edge_compress_job_t *job)
         result = RESULT_FAILED;
     }
     for (size_t i = 0; result == RESULT_DONE && i != NUM_ENCODINGS; ++i) {
-        if (edge_encoder_finish(run.outs[i].encoder) != 0) {
+        if (!run.outs[i].prefilled && edge_encoder_finish(run.outs[i].encoder) != 0) {
             reason = "the encoder failed";
             result = RESULT_FAILED;
         }
@@ -527,14 +565,20 @@ static void run_job(const edge_compress_job_t *job)
 Release:
     for (size_t i = 0; i != NUM_ENCODINGS; ++i) {
         struct st_output_t *out = run.outs + i;
-        if (!submitted)
-            edge_store_fill_release(pool.store, out->fill_id);
+        if (!submitted) {
+            if (out->prefilled)
+                submit_abort(pool.store, out->fill_id); /* its chunks are in the store already */
+            else
+                edge_store_fill_release(pool.store, out->fill_id);
+        }
         free(out->cur);
         edge_encoder_free(out->encoder);
     }
     switch (result) {
     case RESULT_DONE:
         STAT_ADD(jobs_done, 1);
+        if (job->hot)
+            STAT_ADD(hot_jobs, 1);
         break;
     case RESULT_DROPPED:
         STAT_ADD(jobs_dropped, 1);
@@ -621,6 +665,8 @@ void edge_compress_jobs_stop(void)
 
     while (dropped != NULL) {
         struct st_queued_job_t *next = dropped->next;
+        if (dropped->job.gzip_fill_id != 0)
+            submit_abort(pool.store, dropped->job.gzip_fill_id);
         STAT_ADD(jobs_dropped, 1);
         free(dropped);
         dropped = next;
@@ -683,8 +729,26 @@ h2o_iovec_t edge_compress_variant_string(h2o_mem_pool_t *mem, const char *varian
     return h2o_iovec_init(buf, len);
 }
 
+int edge_compress_note_hit(uint64_t fill_id)
+{
+    uint32_t limit = pool.settings.hot_hits; /* written before the pool runs, never after */
+    if (limit == 0 || !__atomic_load_n(&pool.running, __ATOMIC_RELAXED))
+        return 0;
+    uint64_t h = fill_id * 0x9E3779B97F4A7C15ull;
+    uint64_t *slot = hot_table + (h & (EDGE_COMPRESS_HOT_SLOTS - 1)), tag = h >> 24;
+    uint64_t cur = __atomic_load_n(slot, __ATOMIC_RELAXED), next;
+    do {
+        uint64_t count = (cur >> 24) == tag ? (cur & 0xffffff) : 0;
+        if (count >= limit)
+            return 0; /* done already: a load, no write */
+        next = tag << 24 | (count + 1);
+    } while (!__atomic_compare_exchange_n(slot, &cur, next, 1, __ATOMIC_RELAXED, __ATOMIC_RELAXED));
+    return (next & 0xffffff) == limit;
+}
+
 void edge_compress_get_stats(edge_compress_stats_t *out)
 {
+    out->hot_jobs = __atomic_load_n(&stats.hot_jobs, __ATOMIC_RELAXED);
     out->jobs_done = __atomic_load_n(&stats.jobs_done, __ATOMIC_RELAXED);
     out->jobs_dropped = __atomic_load_n(&stats.jobs_dropped, __ATOMIC_RELAXED);
     out->jobs_failed = __atomic_load_n(&stats.jobs_failed, __ATOMIC_RELAXED);

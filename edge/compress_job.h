@@ -11,6 +11,9 @@
  * Accept-Encoding, and base_fill_id = the base object's fill id. A hit that prefers an encoding looks
  * the variant up and serves it only when its base_fill_id equals the fill id of the base object it
  * found, so a variant of an older version is never served. Nothing is ever compressed on a hit.
+ * When the origin sent gzip (the edge asks for it), the fill stored the decoded identity as the base
+ * and the origin's gzip bytes under a fill id of their own: the job commits those as the gzip variant
+ * (gzip_fill_id) and encodes brotli only.
  *
  * Threads: submit from any thread; jobs run on the pool's threads, which block on the store (bounded
  * chunks in flight) but never on an event loop. The queue is bounded; a full queue drops the job
@@ -40,6 +43,17 @@ typedef struct st_edge_compress_job_t {
     uint32_t num_chunks;
     const void *meta; /* the base object's meta blob (edge/object.h) */
     size_t meta_len;
+    /* Optional: the origin's own gzip bytes of this object, already written by the fill as CHUNK ops of
+     * `gzip_fill_id` (one gzip member, decoded by the fill to make the base). The job then stores them as the
+     * gzip variant instead of encoding one (same head rules, same 5% rule), and encodes brotli only. From the
+     * successful submit on, the job owns that fill id: it ends in a COMMIT or an ABORT whatever happens
+     * (edge_compress_jobs_stop dropping it included); when the submit fails the caller still owns it. 0: none. */
+    uint64_t gzip_fill_id;
+    uint64_t gzip_size;
+    uint32_t gzip_num_chunks;
+    /* A hot object (edge_compress_note_hit said so): both variants are made again at EDGE_DEFAULT_GZIP_LEVEL_HOT and
+     * EDGE_DEFAULT_BROTLI_LEVEL_HOT and replace the ones stored (same hash: the COMMIT swaps them in place). */
+    int hot;
 } edge_compress_job_t;
 
 /**
@@ -55,7 +69,8 @@ void edge_compress_jobs_stop(void);
 
 /**
  * Queues a job; everything it points to is copied. Any thread; never blocks on I/O.
- * @return 0, or -1 when the queue is full or the pool is not running (the job is dropped and counted)
+ * @return 0, or -1 when the queue is full or the pool is not running (the job is dropped and counted; the
+ *         caller must then ABORT the job's gzip_fill_id, if any)
  */
 int edge_compress_job_submit(const edge_compress_job_t *job);
 
@@ -65,9 +80,20 @@ int edge_compress_job_submit(const edge_compress_job_t *job);
  */
 h2o_iovec_t edge_compress_variant_string(h2o_mem_pool_t *pool, const char *variant, size_t variant_len, edge_encoding_t enc);
 
+/**
+ * Counts a hit of a compressible object, named by its fill id (unique per stored version). Any thread, on the hit
+ * path: one relaxed compare-and-swap in a fixed table of EDGE_COMPRESS_HOT_SLOTS counters, no lock, no allocation,
+ * and only a load once the count is reached; two objects sharing a slot restart each other's count, which only
+ * delays the recompression. Counts start over at each start of the process.
+ * @return 1 exactly once per object version: on the hit that makes the count reach settings.hot_hits (the caller then
+ *         submits a job with hot = 1); else 0 (always 0 when hot_hits is 0 or the pool is not running)
+ */
+int edge_compress_note_hit(uint64_t fill_id);
+
 /* Counters (relaxed atomics), rendered by the admin metrics endpoint. */
 typedef struct st_edge_compress_stats_t {
     uint64_t jobs_done, jobs_dropped, jobs_failed;
+    uint64_t hot_jobs; /* jobs that remade the variants of a hot object at the best levels (counted in jobs_* too) */
     uint64_t bytes_in, bytes_out; /* identity bytes read, encoded bytes stored */
 } edge_compress_stats_t;
 void edge_compress_get_stats(edge_compress_stats_t *out);

@@ -36,6 +36,7 @@
 #include "h2o.h"
 #include "edge/cache_key.h"
 #include "edge/cache_policy.h"
+#include "edge/compress.h"
 #include "edge/compress_job.h"
 #include "edge/conditional.h"
 #include "edge/range.h"
@@ -47,6 +48,11 @@
 
 #ifndef EDGE_FILL_MAX_MEM_CHUNKS
 #define EDGE_FILL_MAX_MEM_CHUNKS 8 /* per fill: 512 KiB with 64 KiB chunks */
+#endif
+/* gzip from the origin is decoded in pieces of this many input bytes, the memory bound checked between pieces: one
+ * piece makes at most EDGE_DEFAULT_GUNZIP_MAX_RATIO times its size (256 KiB) before the check stops the decoder */
+#ifndef EDGE_GUNZIP_PIECE
+#define EDGE_GUNZIP_PIECE 256
 #endif
 
 __thread edge_thread_t *edge_this_thread;
@@ -73,6 +79,15 @@ struct st_inval_op_t {
     struct st_fill_t *fill;
 };
 
+/* A chunk of the origin's own gzip bytes (kept as the gzip variant): submitted when full, freed when applied. */
+struct st_rawchunk_t {
+    edge_store_op_t op;
+    struct st_store_msg_t msg; /* is_commit = 3 */
+    struct st_fill_t *fill;
+    size_t len;
+    char buf[EDGE_STORE_CHUNK_SIZE];
+};
+
 struct st_chunk_t {
     struct st_fill_t *fill;
     uint32_t index;
@@ -81,7 +96,8 @@ struct st_chunk_t {
     unsigned op_pending : 1, committed : 1, submitted : 1;
     edge_store_op_t op;
     struct st_store_msg_t msg;
-    char buf[EDGE_STORE_CHUNK_SIZE];
+    size_t cap; /* EDGE_STORE_CHUNK_SIZE, or less for the last chunk of a body whose length was announced */
+    char buf[];
 };
 
 enum fill_mode { FILL_CACHE, FILL_PASS };
@@ -200,6 +216,29 @@ struct st_fill_t {
     int has_variant;
     uint8_t url_hash[EDGE_STORE_HASH_LEN]; /* the URL's hash: the group of its variants, the Vary marker's key */
     int compress_after_commit; /* a compressible identity object: gzip / br variants are made once stored */
+    /*
+     * gzip from the origin (asked for with `Accept-Encoding: gzip` when compression is on): the fill decodes it as
+     * it arrives, so clients, the store and the compression jobs all see identity; the origin's gzip bytes are
+     * also written as chunks of their own fill id (gz_fill_id) and become the gzip variant once the base is
+     * committed (edge/compress_job.h gzip_fill_id). Decoding is bounded (edge/compress.h: size and ratio); a bad
+     * or bomb body is never stored, and a client gets a 502 when it is found in the first body bytes (the head
+     * waits for them: heads_deferred), else a cut response.
+     */
+    int asked_gzip;
+    edge_decoder_t *gunzip;      /* while decoding */
+    uint64_t gunzip_in;          /* compressed bytes fed */
+    int heads_deferred;          /* the head waits until the first body bytes decoded */
+    int end_deferred;            /* the origin ended while undecoded input was stashed (memory bound) */
+    char *stash;                 /* undecoded input: [stash_off, stash_len) */
+    size_t stash_len, stash_off, stash_cap;
+    int drain_scheduled;
+    h2o_timeout_entry_t drain_timer;
+    int gz_keep;                 /* the origin's gzip bytes go to the store */
+    uint64_t gz_fill_id;         /* owned by the fill until handed to a compression job */
+    struct st_rawchunk_t *gz_cur;
+    uint32_t gz_num_chunks;
+    uint64_t gz_bytes;
+    int gz_submitted;
     const char **tags;         /* its purge tags (Surrogate-Key, Cache-Tag, ...) */
     size_t *tag_lens;
     size_t num_tags;
@@ -302,7 +341,10 @@ static const char *status_reason(int status)
 
 static void add_cache_status(h2o_req_t *req, const char *value)
 {
-    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("cache-status"), 0, NULL, value, strlen(value));
+    /* not an h2o token: one shared name instead of one allocated per response */
+    static h2o_iovec_t name = {H2O_STRLIT("cache-status")};
+    h2o_vector_reserve(&req->pool, &req->res.headers, req->res.headers.size + 1);
+    req->res.headers.entries[req->res.headers.size++] = (h2o_header_t){&name, NULL, h2o_iovec_init(value, strlen(value))};
 }
 
 /* Decimal digits of v into buf (at least 21 bytes), NUL-terminated; the hit path avoids snprintf. @return the length */
@@ -353,6 +395,7 @@ static int is_internal_response_header(const h2o_iovec_t *name)
 
 static void copy_response_headers(h2o_req_t *req, const h2o_header_t *headers, size_t num, int drop_age)
 {
+    h2o_vector_reserve(&req->pool, &req->res.headers, req->res.headers.size + num);
     for (size_t i = 0; i != num; ++i) {
         const h2o_header_t *h = headers + i;
         if (h->name == &H2O_TOKEN_DATE->buf || (drop_age && h->name == &H2O_TOKEN_AGE->buf) ||
@@ -365,6 +408,21 @@ static void copy_response_headers(h2o_req_t *req, const h2o_header_t *headers, s
             h2o_add_header_by_str(&req->pool, &req->res.headers, h->name->base, h->name->len, 0, h->orig_name,
                                   h->value.base, h->value.len);
         }
+    }
+}
+
+/* copy_response_headers for a hit's whole stored head, without copying a byte: names and values stay where
+ * edge_object_decode left them (the record, pinned by the reader's read transaction until the request is
+ * disposed, and req->pool). Room for `extra` headers more is reserved, so the ones added next do not grow
+ * the vector either. */
+static void link_stored_headers(h2o_req_t *req, const h2o_header_t *headers, size_t num, size_t extra)
+{
+    h2o_vector_reserve(&req->pool, &req->res.headers, req->res.headers.size + num + extra);
+    for (size_t i = 0; i != num; ++i) {
+        const h2o_header_t *h = headers + i;
+        if (h->name == &H2O_TOKEN_DATE->buf || h->name == &H2O_TOKEN_AGE->buf || is_internal_response_header(h->name))
+            continue;
+        req->res.headers.entries[req->res.headers.size++] = *h;
     }
 }
 
@@ -401,10 +459,33 @@ static struct st_fill_t *fill_new(edge_thread_t *th, enum fill_mode mode)
     return fill;
 }
 
+static void gz_discard(struct st_fill_t *fill);
+
+/* Every fill id ends in a commit, an abort or a release, or purges could not retire. A fill id that will never
+ * commit: with chunks possibly in the store the writer deletes them (an ABORT, which outlives the fill), else it is
+ * released. */
+static void end_fill_id(edge_thread_t *th, uint64_t fill_id, int chunks_written)
+{
+    if (chunks_written) {
+        edge_store_op_t *op = h2o_mem_alloc(sizeof(*op));
+        memset(op, 0, sizeof(*op));
+        op->kind = EDGE_STORE_OP_ABORT;
+        op->fill_id = fill_id;
+        op->on_done = on_abort_done;
+        edge_store_submit(th->rt->store, op);
+    } else {
+        edge_store_fill_release(th->rt->store, fill_id);
+    }
+}
+
 static void fill_destroy(struct st_fill_t *fill)
 {
     assert(h2o_linklist_is_empty(&fill->readers));
     assert(fill->ops_in_flight == 0);
+    assert(!fill->drain_scheduled);
+    gz_discard(fill);
+    edge_decoder_free(fill->gunzip);
+    free(fill->stash);
     if (fill->shared != NULL) {
         /* no-op when a final state was published already */
         shared_update(fill->shared, SF_FAILED, fill->committed_bytes);
@@ -412,20 +493,8 @@ static void fill_destroy(struct st_fill_t *fill)
     }
     if (fill->stale_started_id != 0)
         edge_store_fill_release(fill->thread->rt->store, fill->stale_started_id);
-    if (fill->fill_id != 0 && !fill->commit_submitted) {
-        if (fill->num_chunks != 0 && fill->chunks_submitted) {
-            /* chunks may be in the store: the writer deletes them (the op outlives the fill) */
-            edge_store_op_t *op = h2o_mem_alloc(sizeof(*op));
-            memset(op, 0, sizeof(*op));
-            op->kind = EDGE_STORE_OP_ABORT;
-            op->fill_id = fill->fill_id;
-            op->on_done = on_abort_done;
-            edge_store_submit(fill->thread->rt->store, op);
-        } else {
-            /* every fill id ends in a commit, an abort or a release, or purges could not retire */
-            edge_store_fill_release(fill->thread->rt->store, fill->fill_id);
-        }
-    }
+    if (fill->fill_id != 0 && !fill->commit_submitted)
+        end_fill_id(fill->thread, fill->fill_id, fill->num_chunks != 0 && fill->chunks_submitted);
     for (size_t i = fill->mem_lo; i < fill->num_chunks; ++i)
         free(fill->chunks[i]);
     free(fill->chunks);
@@ -610,6 +679,10 @@ static void waiter_unref(struct st_waiter_t *w)
 
 /* Stops storing a fill (too large, store failure, origin error). Chunks already submitted are
  * deleted by the ABORT submitted when the fill is destroyed. */
+static int fill_is_gzip(const struct st_fill_t *fill);
+static int readers_take_gzip(struct st_fill_t *fill);
+static void fill_start_gunzip(struct st_fill_t *fill, int storing);
+
 static void fill_stop_storing(struct st_fill_t *fill, uint64_t *counter)
 {
     if (!fill->storing)
@@ -618,6 +691,8 @@ static void fill_stop_storing(struct st_fill_t *fill, uint64_t *counter)
     if (counter != NULL)
         __atomic_fetch_add(counter, 1, __ATOMIC_RELAXED);
 }
+
+static void schedule_drain(struct st_fill_t *fill);
 
 /* Drops chunks that nobody needs in memory any more and resumes the origin when below the bound. */
 static void fill_gc(struct st_fill_t *fill)
@@ -646,15 +721,73 @@ static void fill_gc(struct st_fill_t *fill)
     }
     while (fill->mem_lo < fill->num_chunks && fill->chunks[fill->mem_lo] == NULL)
         ++fill->mem_lo;
+    if (fill->stash_off != fill->stash_len) {
+        /* gzip input waits to be decoded: that comes first (from the loop, not inside this call), the origin stays
+         * paused until it is all decoded */
+        if (fill->mem_chunks < EDGE_FILL_MAX_MEM_CHUNKS)
+            schedule_drain(fill);
+        return;
+    }
     if (fill->paused && fill->fetch != NULL && fill->mem_chunks < EDGE_FILL_MAX_MEM_CHUNKS) {
         fill->paused = 0;
         origin_fetch_resume(fill->fetch);
     }
 }
 
-static void submit_chunk(struct st_fill_t *fill, struct st_chunk_t *c)
+/*
+ * What fills waiting for the store's writer hold, beyond their queued chunk bytes (edge_store_queued_bytes): the fill,
+ * its head and key in its pool, the shared fill. A burst of small misses faster than the disk commits would otherwise
+ * grow without bound (measured: about 13 KiB per waiting 256-byte fill with glibc's overhead, bench/scale.py restart).
+ */
+#ifndef EDGE_FILL_WAIT_CHARGE
+#define EDGE_FILL_WAIT_CHARGE (12 * 1024)
+#endif
+static uint64_t fills_waiting; /* atomic: fills with store ops in flight, every thread */
+
+static void fill_op_begin(struct st_fill_t *fill)
+{
+    if (fill->ops_in_flight++ == 0)
+        __atomic_fetch_add(&fills_waiting, 1, __ATOMIC_RELAXED);
+}
+
+static void fill_op_end(struct st_fill_t *fill)
+{
+    assert(fill->ops_in_flight != 0);
+    if (--fill->ops_in_flight == 0)
+        __atomic_fetch_sub(&fills_waiting, 1, __ATOMIC_RELAXED);
+}
+
+/* The bytes the writer's backlog holds in memory, estimated: queued chunks plus a charge per waiting fill. */
+static uint64_t store_backlog_bytes(edge_store_t *store)
+{
+    return edge_store_queued_bytes(store) + __atomic_load_n(&fills_waiting, __ATOMIC_RELAXED) * EDGE_FILL_WAIT_CHARGE;
+}
+
+/* The store's writer is behind by more than cache.write_queue: this fill passes through unstored, so that the memory
+ * queued chunks hold stays bounded (its clients are served from memory as any pass). */
+static void fill_store_busy(struct st_fill_t *fill)
+{
+    static __thread uint64_t last_log;
+    fill_stop_storing(fill, &edge_metrics.fills_dropped);
+    if (fill->shared != NULL)
+        shared_update(fill->shared, SF_FAILED, fill->committed_bytes);
+    uint64_t now = (uint64_t)now_sec();
+    if (now != last_log) { /* at most one line a second per thread */
+        last_log = now;
+        fprintf(stderr, "edge/handler: STORE_BUSY key=%.*s backlog=%" PRIu64 " detail=\"the store's writer is behind by "
+                        "cache.write_queue: not stored\"\n", (int)(fill->key.len > 256 ? 256 : fill->key.len),
+                fill->key.base, store_backlog_bytes(fill->thread->rt->store));
+    }
+}
+
+/* @return 0 submitted, -1 not: the writer is too far behind and the fill stopped storing */
+static int submit_chunk(struct st_fill_t *fill, struct st_chunk_t *c)
 {
     assert(!c->submitted);
+    if (store_backlog_bytes(fill->thread->rt->store) + c->len > fill->thread->rt->conf->cache.write_queue_bytes) {
+        fill_store_busy(fill);
+        return -1;
+    }
     c->submitted = 1;
     c->op_pending = 1;
     fill->chunks_submitted = 1;
@@ -664,9 +797,10 @@ static void submit_chunk(struct st_fill_t *fill, struct st_chunk_t *c)
     c->op.data = c->buf;
     c->op.len = c->len;
     c->op.on_done = on_chunk_done;
-    ++fill->ops_in_flight;
+    fill_op_begin(fill);
     ++fill->refcnt;
     edge_store_submit(fill->thread->rt->store, &c->op);
+    return 0;
 }
 
 static void wake_readers(struct st_fill_t *fill)
@@ -694,9 +828,42 @@ static h2o_iovec_t fill_header(const struct st_fill_t *fill, const h2o_token_t *
     return h2o_iovec_init(NULL, 0);
 }
 
-/* A response from a Next.js origin (its x-nextjs-* headers, or Vary on rsc) that is a 204 or an empty HTML
- * (or untyped) page. */
-static int empty_nextjs_page(const struct st_fill_t *fill)
+/* A Next.js Pages Router data request: the path of the key (`scheme://host/path?query`) is under /_next/data/. */
+static int is_next_data_request(h2o_iovec_t key)
+{
+    size_t i = h2o_strstr(key.base, key.len, H2O_STRLIT("://"));
+    if (i == SIZE_MAX)
+        return 0;
+    for (i += 3; i < key.len && key.base[i] != '/'; ++i)
+        ;
+    return key.len - i >= 12 && memcmp(key.base + i, "/_next/data/", 12) == 0;
+}
+
+/*
+ * Makes the response vary on one more request field (the fill's header array has room for one more header).
+ * Used for `x-nextjs-data` on Next.js data requests: with middleware, Next.js answers a data request's redirect as a
+ * 200 with x-nextjs-redirect instead of a 307, so requests with and without it must not share an object; as a Vary
+ * field it keys them apart as variants of one URL (purges of the URL cover both), and clients are told.
+ */
+static void add_vary_field(struct st_fill_t *fill, h2o_mem_pool_t *pool, h2o_iovec_t field)
+{
+    for (size_t i = 0; i != fill->num_headers; ++i) {
+        h2o_header_t *h = fill->headers + i;
+        if (h->name != &H2O_TOKEN_VARY->buf)
+            continue;
+        if (h2o_strstr(h->value.base, h->value.len, field.base, field.len) != SIZE_MAX)
+            return;
+        h->value = h2o_concat(pool, h->value, h2o_iovec_init(H2O_STRLIT(", ")), field);
+        return;
+    }
+    h2o_header_t *h = fill->headers + fill->num_headers++;
+    h->name = (h2o_iovec_t *)&H2O_TOKEN_VARY->buf;
+    h->orig_name = NULL;
+    h->value = field;
+}
+
+/* A response from a Next.js origin: its x-nextjs-* headers, or Vary on rsc. */
+static int fill_from_nextjs(const struct st_fill_t *fill)
 {
     int nextjs = 0;
     for (size_t i = 0; i != fill->num_headers && !nextjs; ++i) {
@@ -707,7 +874,13 @@ static int empty_nextjs_page(const struct st_fill_t *fill)
         else if (!h2o_iovec_is_token(h->name) && h->name->len > 9 && h2o_lcstris(h->name->base, 9, H2O_STRLIT("x-nextjs-")))
             nextjs = 1;
     }
-    if (!nextjs)
+    return nextjs;
+}
+
+/* A response from a Next.js origin that is a 204 or an empty HTML (or untyped) page. */
+static int empty_nextjs_page(const struct st_fill_t *fill)
+{
+    if (!fill_from_nextjs(fill))
         return 0;
     if (fill->status == 204)
         return 1;
@@ -737,7 +910,18 @@ static void submit_compress_job(struct st_fill_t *fill)
     job.num_chunks = (uint32_t)fill->num_chunks;
     job.meta = fill->commit_blob.base;
     job.meta_len = fill->commit_blob.len;
-    edge_compress_job_submit(&job); /* a full queue drops it (counted): the object is served as identity */
+    if (fill->gz_keep && fill->gz_fill_id != 0) {
+        job.gzip_fill_id = fill->gz_fill_id;
+        job.gzip_size = fill->gz_bytes;
+        job.gzip_num_chunks = fill->gz_num_chunks;
+    } else {
+        gz_discard(fill);
+    }
+    if (edge_compress_job_submit(&job) != 0) {
+        gz_discard(fill); /* a full queue drops it (counted): the object is served as identity */
+        return;
+    }
+    fill->gz_fill_id = 0; /* the job's now */
 }
 
 /* --- store completions --- */
@@ -790,8 +974,15 @@ static void on_store_messages(h2o_multithread_receiver_t *receiver, h2o_linklist
             if (msg->result != 0 && msg->result != EDGE_STORE_NOTFOUND)
                 EDGE_METRIC_ADD(store_errors, 1);
             free(iop);
-            if (--fill->pending_invalidations == 0)
+            if (--fill->pending_invalidations == 0 && !fill->heads_deferred)
                 fill_respond_heads(fill);
+        } else if (msg->is_commit == 3) {
+            struct st_rawchunk_t *c = H2O_STRUCT_FROM_MEMBER(struct st_rawchunk_t, msg, msg);
+            fill = c->fill;
+            if (msg->result != 0)
+                fill->gz_keep = 0; /* the gzip variant cannot be whole: discarded at the commit */
+            free(c);
+            --fill->mem_chunks;
         } else if (msg->is_commit) {
             fill = H2O_STRUCT_FROM_MEMBER(struct st_fill_t, commit_msg, msg);
             if (msg->result == 0) {
@@ -835,7 +1026,7 @@ static void on_store_messages(h2o_multithread_receiver_t *receiver, h2o_linklist
                 fill_stop_storing(fill, NULL);
             }
         }
-        --fill->ops_in_flight;
+        fill_op_end(fill);
         fill_gc(fill);
         fill_unref(fill);
     }
@@ -927,7 +1118,7 @@ static void submit_invalidation(struct st_fill_t *fill, h2o_iovec_t key)
     iop->op.on_done = on_inval_done;
     iop->fill = fill;
     ++fill->pending_invalidations;
-    ++fill->ops_in_flight;
+    fill_op_begin(fill);
     ++fill->refcnt;
     edge_store_submit(fill->thread->rt->store, &iop->op);
 }
@@ -1238,7 +1429,7 @@ static void revalidated_304(struct st_fill_t *fill)
     fill->stale_started_id = 0; /* released by the store with the op */
     fill->commit_op.on_done = on_commit_done;
     fill->commit_submitted = 1;
-    ++fill->ops_in_flight;
+    fill_op_begin(fill);
     ++fill->refcnt;
     edge_store_submit(rt->store, &fill->commit_op);
 
@@ -1319,6 +1510,8 @@ static void on_origin_head(origin_fetch_t *fetch, void *data, const origin_respo
 
     if (fill->mode == FILL_CACHE) {
         edge_response_facts_t facts;
+        if (is_next_data_request(fill->key) && fill_from_nextjs(fill))
+            add_vary_field(fill, pool, h2o_iovec_init(H2O_STRLIT("x-nextjs-data")));
         h2o_header_t *rules;
         size_t num_rules = targeted_cache_headers(&fill->pool, fill->headers, fill->num_headers, &rules);
         edge_response_facts_from_headers(&facts, fill->status, rules, num_rules, fill->content_length);
@@ -1367,6 +1560,9 @@ static void on_origin_head(origin_fetch_t *fetch, void *data, const origin_respo
                           : fill->stale.vary_miss ? "vary-miss"
                                                   : "miss";
         hfp_set(fill->hash, verdict != EDGE_VERDICT_STORE);
+        /* we asked for gzip: decoded for the store, and for any client that does not take it */
+        if (fill->asked_gzip && fill_is_gzip(fill) && (verdict == EDGE_VERDICT_STORE || !readers_take_gzip(fill)))
+            fill_start_gunzip(fill, verdict == EDGE_VERDICT_STORE);
         if (verdict == EDGE_VERDICT_STORE) {
             fill->storing = 1;
             collect_tags(fill);
@@ -1401,11 +1597,12 @@ static void on_origin_head(origin_fetch_t *fetch, void *data, const origin_respo
             sf->cache_status = h2o_concat(pool, h2o_iovec_init(fill->cache_status, strlen(fill->cache_status)),
                                           h2o_iovec_init(H2O_STRLIT("; collapsed")))
                                    .base;
-            shared_update(sf, fill->storing ? SF_STORING : SF_RELEASED, 0);
+            if (!fill->heads_deferred)
+                shared_update(sf, fill->storing ? SF_STORING : SF_RELEASED, 0);
         }
     }
 
-    if (fill->pending_invalidations == 0)
+    if (fill->pending_invalidations == 0 && !fill->heads_deferred)
         fill_respond_heads(fill);
 }
 
@@ -1437,8 +1634,16 @@ static struct st_chunk_t *new_chunk(struct st_fill_t *fill)
         fill->cap_chunks = fill->cap_chunks == 0 ? 16 : fill->cap_chunks * 2;
         fill->chunks = h2o_mem_realloc(fill->chunks, sizeof(*fill->chunks) * fill->cap_chunks);
     }
-    struct st_chunk_t *c = h2o_mem_alloc(sizeof(*c));
+    /* a small body gets a small buffer: many fills waiting for the writer must not each hold 64 KiB. The origin
+     * client delivers exactly the announced length (origin/http_origin.c), so only the last chunk is short. */
+    size_t cap = EDGE_STORE_CHUNK_SIZE;
+    uint64_t at = (uint64_t)fill->num_chunks * EDGE_STORE_CHUNK_SIZE;
+    if (fill->framing == ORIGIN_FRAMING_LENGTH && fill->content_length >= 0 && (uint64_t)fill->content_length > at &&
+        (uint64_t)fill->content_length - at < cap)
+        cap = (size_t)((uint64_t)fill->content_length - at);
+    struct st_chunk_t *c = h2o_mem_alloc(offsetof(struct st_chunk_t, buf) + cap);
     memset(c, 0, offsetof(struct st_chunk_t, buf));
+    c->cap = cap;
     c->fill = fill;
     c->index = (uint32_t)fill->num_chunks;
     fill->chunks[fill->num_chunks++] = c;
@@ -1446,9 +1651,9 @@ static struct st_chunk_t *new_chunk(struct st_fill_t *fill)
     return c;
 }
 
-static void on_origin_body(origin_fetch_t *fetch, void *data, const char *bytes, size_t len)
+/* Appends body bytes (as the clients and the store see them: decoded, when the origin sent gzip) to the chunks. */
+static void fill_append(struct st_fill_t *fill, const char *bytes, size_t len)
 {
-    struct st_fill_t *fill = data;
     uint64_t max_object = fill->thread->rt->conf->cache.max_object_size_bytes;
 
     if (fill->storing && fill->bytes + len > max_object) {
@@ -1460,9 +1665,9 @@ static void on_origin_body(origin_fetch_t *fetch, void *data, const char *bytes,
     }
     while (len != 0) {
         struct st_chunk_t *c = fill->num_chunks != 0 ? fill->chunks[fill->num_chunks - 1] : NULL;
-        if (c == NULL || c->len == EDGE_STORE_CHUNK_SIZE)
+        if (c == NULL || c->len == c->cap)
             c = new_chunk(fill);
-        size_t n = EDGE_STORE_CHUNK_SIZE - c->len;
+        size_t n = c->cap - c->len;
         if (n > len)
             n = len;
         memcpy(c->buf + c->len, bytes, n);
@@ -1473,6 +1678,270 @@ static void on_origin_body(origin_fetch_t *fetch, void *data, const char *bytes,
         if (c->len == EDGE_STORE_CHUNK_SIZE && fill->storing)
             submit_chunk(fill, c);
     }
+}
+
+/* --- gzip from the origin (see st_fill_t: asked_gzip) --- */
+
+static int on_decoded(void *ctx, const void *bytes, size_t len)
+{
+    fill_append(ctx, bytes, len);
+    return 0;
+}
+
+static void gz_discard(struct st_fill_t *fill)
+{
+    if (fill->gz_cur != NULL) {
+        free(fill->gz_cur);
+        fill->gz_cur = NULL;
+        --fill->mem_chunks;
+    }
+    fill->gz_keep = 0;
+    if (fill->gz_fill_id == 0)
+        return;
+    end_fill_id(fill->thread, fill->gz_fill_id, fill->gz_submitted);
+    fill->gz_fill_id = 0;
+}
+
+static void on_rawchunk_done(edge_store_op_t *op, int result)
+{
+    struct st_rawchunk_t *c = H2O_STRUCT_FROM_MEMBER(struct st_rawchunk_t, op, op);
+    c->msg.is_commit = 3;
+    c->msg.result = result;
+    h2o_multithread_send_message(&c->fill->thread->store_receiver, &c->msg.super);
+}
+
+static void gz_submit_cur(struct st_fill_t *fill)
+{
+    struct st_rawchunk_t *c = fill->gz_cur;
+    if (c == NULL || c->len == 0)
+        return;
+    fill->gz_cur = NULL;
+    memset(&c->op, 0, sizeof(c->op));
+    c->op.kind = EDGE_STORE_OP_CHUNK;
+    c->op.fill_id = fill->gz_fill_id;
+    c->op.chunk_index = fill->gz_num_chunks++;
+    c->op.data = c->buf;
+    c->op.len = c->len;
+    c->op.on_done = on_rawchunk_done;
+    fill->gz_submitted = 1;
+    fill_op_begin(fill);
+    ++fill->refcnt;
+    edge_store_submit(fill->thread->rt->store, &c->op); /* mem_chunks counts it until it is applied */
+}
+
+/* Keeps the origin's gzip bytes as they came (the future gzip variant). */
+static void gz_append(struct st_fill_t *fill, const char *bytes, size_t len)
+{
+    if (fill->gz_bytes + len > fill->thread->rt->conf->cache.max_object_size_bytes) {
+        gz_discard(fill);
+        return;
+    }
+    fill->gz_bytes += len;
+    while (len != 0) {
+        if (fill->gz_cur == NULL) {
+            fill->gz_cur = h2o_mem_alloc(sizeof(*fill->gz_cur));
+            memset(fill->gz_cur, 0, offsetof(struct st_rawchunk_t, buf));
+            fill->gz_cur->fill = fill;
+            ++fill->mem_chunks;
+        }
+        struct st_rawchunk_t *c = fill->gz_cur;
+        size_t n = EDGE_STORE_CHUNK_SIZE - c->len;
+        if (n > len)
+            n = len;
+        memcpy(c->buf + c->len, bytes, n);
+        c->len += n;
+        bytes += n;
+        len -= n;
+        if (c->len == EDGE_STORE_CHUNK_SIZE)
+            gz_submit_cur(fill);
+    }
+}
+
+/* A Content-Encoding of exactly gzip (one field, one coding; x-gzip is the same, RFC 9110 §8.4.1.3). */
+static int fill_is_gzip(const struct st_fill_t *fill)
+{
+    int found = 0;
+    for (size_t i = 0; i != fill->num_headers; ++i) {
+        if (fill->headers[i].name != &H2O_TOKEN_CONTENT_ENCODING->buf)
+            continue;
+        h2o_iovec_t v = fill->headers[i].value;
+        while (v.len != 0 && (v.base[0] == ' ' || v.base[0] == '\t'))
+            ++v.base, --v.len;
+        while (v.len != 0 && (v.base[v.len - 1] == ' ' || v.base[v.len - 1] == '\t'))
+            --v.len;
+        if (found++ || !(h2o_lcstris(v.base, v.len, H2O_STRLIT("gzip")) || h2o_lcstris(v.base, v.len, H2O_STRLIT("x-gzip"))))
+            return 0;
+    }
+    return found;
+}
+
+/* Does every client of the fill take gzip? (None: yes.) */
+static int readers_take_gzip(struct st_fill_t *fill)
+{
+    for (h2o_linklist_t *l = fill->readers.next; l != &fill->readers; l = l->next) {
+        h2o_req_t *req = H2O_STRUCT_FROM_MEMBER(struct st_reader_t, link, l)->req;
+        ssize_t ai = h2o_find_header(&req->headers, H2O_TOKEN_ACCEPT_ENCODING, -1);
+        if (ai == -1 || edge_accept_encoding_select(req->headers.entries[ai].value.base, req->headers.entries[ai].value.len,
+                                                    EDGE_ENC_BIT(EDGE_ENC_GZIP)) != EDGE_ENC_GZIP)
+            return 0;
+    }
+    return 1;
+}
+
+/* From the head on, the fill decodes: its head loses Content-Encoding and its length, and is held back until the
+ * first body bytes decoded. */
+static void fill_start_gunzip(struct st_fill_t *fill, int storing)
+{
+    edge_runtime_t *rt = fill->thread->rt;
+    uint64_t max_out = rt->conf->cache.max_object_size_bytes * 4; /* more than this is a bomb, whatever the ratio */
+    if ((fill->gunzip = edge_decoder_new_gzip(max_out, EDGE_DEFAULT_GUNZIP_MAX_RATIO, on_decoded, fill)) == NULL)
+        h2o_fatal("no memory");
+    size_t n = 0;
+    for (size_t i = 0; i != fill->num_headers; ++i)
+        if (fill->headers[i].name != &H2O_TOKEN_CONTENT_ENCODING->buf)
+            fill->headers[n++] = fill->headers[i];
+    fill->num_headers = n;
+    fill->content_length = -1;
+    if (fill->framing == ORIGIN_FRAMING_LENGTH)
+        fill->framing = ORIGIN_FRAMING_CHUNKED; /* the decoded length is known at the end only */
+    fill->heads_deferred = 1;
+    h2o_iovec_t ct = fill_header(fill, H2O_TOKEN_CONTENT_TYPE);
+    if (storing && fill->status == 200 && ct.base != NULL && edge_compress_type_ok(&rt->compress, ct.base, ct.len)) {
+        fill->gz_keep = 1;
+        fill->gz_fill_id = edge_store_new_fill_id(rt->store);
+    }
+}
+
+static void fill_gunzip_failed(struct st_fill_t *fill, int rc);
+static void on_origin_end(origin_fetch_t *fetch, void *data, int err);
+
+/* Decodes from bytes until they are all used or the fill's memory bound is reached. @return 0 or an error code */
+static int gunzip_feed(struct st_fill_t *fill, const char *bytes, size_t len, size_t *used)
+{
+    size_t off = 0;
+    while (off != len && fill->mem_chunks < EDGE_FILL_MAX_MEM_CHUNKS) {
+        size_t n = len - off < EDGE_GUNZIP_PIECE ? len - off : EDGE_GUNZIP_PIECE;
+        int rc = edge_decoder_write(fill->gunzip, bytes + off, n);
+        if (rc != 0)
+            return rc;
+        off += n;
+        fill->gunzip_in += n;
+    }
+    *used = off;
+    return 0;
+}
+
+/* The head, held back while the first body bytes decoded: now to the clients and the waiters. */
+static void release_heads(struct st_fill_t *fill)
+{
+    fill->heads_deferred = 0;
+    if (fill->shared != NULL)
+        shared_update(fill->shared, fill->storing ? SF_STORING : SF_RELEASED, 0);
+    if (fill->pending_invalidations == 0)
+        fill_respond_heads(fill);
+}
+
+static void on_drain(h2o_timeout_entry_t *entry)
+{
+    struct st_fill_t *fill = H2O_STRUCT_FROM_MEMBER(struct st_fill_t, drain_timer, entry);
+    fill->drain_scheduled = 0;
+    if (fill->gunzip != NULL && fill->stash_off != fill->stash_len) {
+        size_t used = 0;
+        int rc = gunzip_feed(fill, fill->stash + fill->stash_off, fill->stash_len - fill->stash_off, &used);
+        if (rc != 0) {
+            fill_gunzip_failed(fill, rc);
+            fill_unref(fill);
+            return;
+        }
+        fill->stash_off += used;
+        if (fill->stash_off == fill->stash_len)
+            fill->stash_off = fill->stash_len = 0;
+        if (fill->heads_deferred && fill->stash_len == 0)
+            release_heads(fill);
+        wake_readers(fill);
+        if (fill->stash_len == 0 && fill->end_deferred) {
+            fill->end_deferred = 0;
+            on_origin_end(NULL, fill, 0); /* releases the origin side */
+        } else {
+            fill_gc(fill); /* resumes the origin, or schedules the next drain */
+        }
+    }
+    fill_unref(fill);
+}
+
+static void schedule_drain(struct st_fill_t *fill)
+{
+    if (fill->drain_scheduled)
+        return;
+    fill->drain_scheduled = 1;
+    ++fill->refcnt;
+    fill->drain_timer.cb = on_drain;
+    h2o_timeout_link(fill->thread->loop, &fill->thread->ctx.zero_timeout, &fill->drain_timer);
+}
+
+/* A corrupt, truncated or bomb gzip body: nothing is stored, the fill ends as an origin error (a 502 for clients
+ * that got no head yet, a cut response for the others). */
+static void fill_gunzip_failed(struct st_fill_t *fill, int rc)
+{
+    fprintf(stderr, "edge/handler: ORIGIN_GZIP key=%.*s err=\"%s\" in=%" PRIu64 " out=%" PRIu64 "\n", (int)fill->key.len,
+            fill->key.base, edge_compress_strerror(rc), fill->gunzip_in, edge_decoder_bytes_out(fill->gunzip));
+    EDGE_METRIC_ADD(origin_gunzip_failed, 1);
+    edge_decoder_free(fill->gunzip);
+    fill->gunzip = NULL;
+    fill->stash_off = fill->stash_len = 0;
+    fill->end_deferred = 0;
+    gz_discard(fill);
+    if (fill->heads_deferred) {
+        fill->heads_deferred = 0;
+        fill->head_received = 0; /* nothing went out: the clients get a clean 502 */
+    }
+    if (fill->fetch != NULL)
+        origin_fetch_cancel(fill->fetch);
+    on_origin_end(NULL, fill, ORIGIN_EPROTO); /* releases the origin side */
+}
+
+static void on_origin_body(origin_fetch_t *fetch, void *data, const char *bytes, size_t len)
+{
+    struct st_fill_t *fill = data;
+
+    if (fill->gunzip != NULL) {
+        if (fill->gz_keep)
+            gz_append(fill, bytes, len);
+        size_t used = 0;
+        int rc = gunzip_feed(fill, bytes, len, &used);
+        if (rc != 0) {
+            fill_gunzip_failed(fill, rc); /* cancels the fetch: nothing more comes */
+            return;
+        }
+        if (used != len) {
+            /* the memory bound: the rest waits (at most one delivery slice), the origin pauses below */
+            size_t rest = len - used;
+            if (fill->stash_cap < rest) {
+                free(fill->stash);
+                fill->stash = h2o_mem_alloc(rest);
+                fill->stash_cap = rest;
+            }
+            memcpy(fill->stash, bytes + used, rest);
+            fill->stash_off = 0;
+            fill->stash_len = rest;
+        }
+        ++fill->refcnt; /* releasing the heads may cancel the fetch and drop the origin side */
+        /* the head goes out once the whole first slice decoded (a bomb shows there); a fill that does not store
+         * frees memory only as its clients read, so its head cannot wait */
+        if (fill->heads_deferred && (fill->stash_len == 0 || !fill->storing))
+            release_heads(fill);
+        wake_readers(fill);
+        fill_gc(fill);
+        if (fill->fetch != NULL && !fill->paused &&
+            (fill->mem_chunks >= EDGE_FILL_MAX_MEM_CHUNKS || fill->stash_len != 0)) {
+            fill->paused = 1;
+            origin_fetch_pause(fill->fetch);
+        }
+        fill_unref(fill);
+        return;
+    }
+
+    fill_append(fill, bytes, len);
     if (fill->shared != NULL && fill->storing && fill->framing == ORIGIN_FRAMING_LENGTH &&
         fill->bytes == (uint64_t)fill->content_length) {
         /* the whole body is in (the origin's end is reported next): a request arriving now waits for the
@@ -1494,6 +1963,37 @@ static void on_origin_end(origin_fetch_t *fetch, void *data, int err)
     struct st_fill_t *fill = data;
 
     fill->fetch = NULL;
+    if (fill->gunzip != NULL) {
+        if (err == 0 && fill->stash_off != fill->stash_len) {
+            fill->end_deferred = 1; /* on_drain ends it once the stash is decoded */
+            return;
+        }
+        int rc = err == 0 ? edge_decoder_finish(fill->gunzip) : 0;
+        if (rc == EDGE_COMPRESS_ETRUNCATED && fill->gunzip_in == 0)
+            rc = 0; /* no body at all: an empty identity body */
+        if (rc != 0) {
+            fprintf(stderr, "edge/handler: ORIGIN_GZIP key=%.*s err=\"%s\" in=%" PRIu64 "\n", (int)fill->key.len,
+                    fill->key.base, edge_compress_strerror(rc), fill->gunzip_in);
+            EDGE_METRIC_ADD(origin_gunzip_failed, 1);
+            err = ORIGIN_EPROTO;
+        } else if (err == 0) {
+            EDGE_METRIC_ADD(origin_gunzip, 1);
+        }
+        if (err != 0 || edge_decoder_members(fill->gunzip) > 1)
+            gz_discard(fill); /* several members: some clients decode only the first, the job makes its own gzip */
+        edge_decoder_free(fill->gunzip);
+        fill->gunzip = NULL;
+    }
+    if (fill->heads_deferred) {
+        if (err != 0) {
+            fill->heads_deferred = 0;
+            fill->head_received = 0; /* nothing went out: the clients get a clean error status */
+        } else {
+            ++fill->refcnt;
+            release_heads(fill);
+            --fill->refcnt; /* the origin side still holds it */
+        }
+    }
     fill->origin_ended = 1;
     fill->origin_err = err;
     if (err != 0) {
@@ -1514,11 +2014,16 @@ static void on_origin_end(origin_fetch_t *fetch, void *data, int err)
             shared_update(fill->shared, SF_FAILED, 0);
     } else if (fill->storing) {
         /* the last, partial chunk, then the record: the object exists from this commit on */
-        if (fill->num_chunks != 0 && !fill->chunks[fill->num_chunks - 1]->submitted)
-            submit_chunk(fill, fill->chunks[fill->num_chunks - 1]);
+        if (fill->num_chunks != 0 && !fill->chunks[fill->num_chunks - 1]->submitted &&
+            submit_chunk(fill, fill->chunks[fill->num_chunks - 1]) != 0)
+            goto Committed; /* not stored after all (the store is busy) */
         fill->compress_after_commit = fill_is_compressible(fill);
         if (fill->compress_after_commit)
             fill->obj_flags |= EDGE_OBJECT_COMPRESSIBLE;
+        if (fill->compress_after_commit && fill->gz_keep)
+            gz_submit_cur(fill); /* the origin's gzip: its last chunk, committed by the compression job */
+        else
+            gz_discard(fill);
         edge_object_t obj = {fill->status,       fill->obj_flags,   fill->swr,
                              fill->sie,          fill->request_time, fill->response_time,
                              fill->initial_age,  fill->lifetime < 0 ? 0 : fill->lifetime,
@@ -1548,7 +2053,7 @@ static void on_origin_end(origin_fetch_t *fetch, void *data, int err)
             fill->shared->origin_complete = 1;
             pthread_mutex_unlock(&fill->shared->mutex);
         }
-        ++fill->ops_in_flight;
+        fill_op_begin(fill);
         ++fill->refcnt;
         if (fill->has_variant)
             submit_vary_marker(fill);
@@ -1556,6 +2061,7 @@ static void on_origin_end(origin_fetch_t *fetch, void *data, int err)
         if (fill->has_variant)
             submit_variant_trim(fill);
     }
+Committed:
 
     if (err != 0 && !fill->head_received && stale_if_error_allowed(&fill->stale, 1))
         serve_stale_on_error(fill, 0);
@@ -2045,6 +2551,8 @@ static struct st_fill_t *start_fetch(h2o_req_t *req, enum fill_mode mode, h2o_io
     oreq.client_ip = client_ip(req);
     oreq.client_is_tls = req->scheme == &H2O_URL_SCHEME_HTTPS;
     oreq.for_cache = mode == FILL_CACHE;
+    /* less origin egress: the fill decodes what it stores (edge/compress.h bounds), the jobs make the variants */
+    oreq.accept_gzip = fill->asked_gzip = mode == FILL_CACHE && th->rt->compress_enabled;
     oreq.if_none_match = if_none_match;
     oreq.if_modified_since = if_modified_since;
     fill->fetch = origin_fetch_start(th->origin, &oreq, &fill_callbacks, fill);
@@ -2081,6 +2589,16 @@ static int stored_date(const edge_object_t *obj, const h2o_token_t *token, int64
 
 static edge_cond_result_t evaluate_preconditions(h2o_req_t *req, const edge_object_t *obj)
 {
+    /* most requests carry no precondition: one pass over the names, no copies */
+    size_t i;
+    for (i = 0; i != req->headers.size; ++i) {
+        const h2o_iovec_t *n = req->headers.entries[i].name;
+        if (n == &H2O_TOKEN_IF_MATCH->buf || n == &H2O_TOKEN_IF_NONE_MATCH->buf || n == &H2O_TOKEN_IF_MODIFIED_SINCE->buf ||
+            n == &H2O_TOKEN_IF_UNMODIFIED_SINCE->buf)
+            break;
+    }
+    if (i == req->headers.size)
+        return EDGE_COND_NONE;
     edge_cond_request_t cr;
     edge_cond_request_from_headers(&cr, &req->pool, req->method, req->headers.entries, req->headers.size);
     if (cr.if_match.base == NULL && cr.if_none_match.base == NULL && cr.if_modified_since.base == NULL &&
@@ -2200,6 +2718,31 @@ static void stale_copy(h2o_mem_pool_t *pool, struct st_stale_t *st, const edge_s
  * prefers among those stored (br > gzip > identity when equal) is served as stored; ranges are served
  * from identity. A variant counts only if it was made from this very object (base_fill_id).
  */
+#ifndef EDGE_VARIANT_HASH_SLOTS
+#define EDGE_VARIANT_HASH_SLOTS 256 /* per thread: store hashes of the encoded variants of recently served objects */
+#endif
+
+/* The store hash of an encoded variant depends only on its base object (whose key and Vary variant are fixed for its
+ * fill id, and fill ids are never reused) and the encoding: each thread remembers the latest ones (direct-mapped)
+ * instead of hashing on every compressed hit. A slot cannot make a wrong object served: what is found under the
+ * hash is checked exactly as before. */
+static __thread struct st_variant_hash_slot_t {
+    uint64_t fill_id;
+    int enc; /* 0: empty */
+    uint8_t hash[EDGE_STORE_HASH_LEN];
+} variant_hashes[EDGE_VARIANT_HASH_SLOTS];
+
+static const uint8_t *variant_hash(h2o_iovec_t key, const edge_store_object_t *so, h2o_iovec_t variant, int enc)
+{
+    struct st_variant_hash_slot_t *slot = variant_hashes + (so->fill_id * 2 + (enc == EDGE_ENC_BR)) % EDGE_VARIANT_HASH_SLOTS;
+    if (slot->enc != enc + 1 || slot->fill_id != so->fill_id) {
+        edge_store_variant_hash(key.base, key.len, variant.base, variant.len, slot->hash);
+        slot->fill_id = so->fill_id;
+        slot->enc = enc + 1;
+    }
+    return slot->hash;
+}
+
 static int pick_encoded(h2o_req_t *req, edge_store_txn_t *txn, h2o_iovec_t key, const edge_store_object_t *so,
                         edge_store_object_t *vso, edge_object_t *vobj)
 {
@@ -2210,9 +2753,7 @@ static int pick_encoded(h2o_req_t *req, edge_store_txn_t *txn, h2o_iovec_t key, 
                                           EDGE_ENC_BIT(EDGE_ENC_GZIP) | EDGE_ENC_BIT(EDGE_ENC_BR));
     for (; enc == EDGE_ENC_BR || enc == EDGE_ENC_GZIP; enc = enc == EDGE_ENC_BR ? EDGE_ENC_GZIP : -1) {
         h2o_iovec_t v = edge_compress_variant_string(&req->pool, so->variant, so->variant_len, (edge_encoding_t)enc);
-        uint8_t vhash[EDGE_STORE_HASH_LEN];
-        edge_store_variant_hash(key.base, key.len, v.base, v.len, vhash);
-        if (edge_store_get(txn, vhash, vso) == 0 && vso->key_len == key.len && memcmp(vso->key, key.base, key.len) == 0 &&
+        if (edge_store_get(txn, variant_hash(key, so, v, enc), vso) == 0 && vso->key_len == key.len && memcmp(vso->key, key.base, key.len) == 0 &&
             h2o_memis(vso->variant, vso->variant_len, v.base, v.len) &&
             edge_object_decode(&req->pool, vso->meta, vso->meta_len, vobj) == 0 && vobj->base_fill_id == so->fill_id)
             return 1;
@@ -2242,6 +2783,23 @@ static void add_vary_accept_encoding(h2o_req_t *req, const edge_object_t *obj)
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_VARY, NULL, H2O_STRLIT("Accept-Encoding"));
 }
 
+/* A compressible object served encoded often enough (compress.hot_hits): its variants are remade at the best levels,
+ * once per stored version, off the loops. Rare: hashes are computed here, not on every hit. */
+static void submit_hot_job(const edge_store_object_t *base)
+{
+    edge_compress_job_t job = {base->key, base->key_len, base->variant, base->variant_len};
+    edge_store_hash(base->key, base->key_len, job.url_hash);
+    if (base->variant_len != 0)
+        edge_store_variant_hash(base->key, base->key_len, base->variant, base->variant_len, job.base_hash);
+    else
+        memcpy(job.base_hash, job.url_hash, EDGE_STORE_HASH_LEN);
+    job.base_fill_id = base->fill_id;
+    job.body_size = base->body_size;
+    job.num_chunks = base->num_chunks;
+    job.hot = 1;
+    edge_compress_job_submit(&job); /* a full queue drops it (counted) */
+}
+
 static int serve_object(h2o_req_t *req, edge_runtime_t *rt, edge_store_txn_t *txn, const edge_store_object_t *base_so,
                         const edge_object_t *base_obj, int64_t age, const char *cs)
 {
@@ -2254,6 +2812,8 @@ static int serve_object(h2o_req_t *req, edge_runtime_t *rt, edge_store_txn_t *tx
         so = &vso;
         obj = &vobj;
         encoded = 1;
+        if (edge_compress_note_hit(base_so->fill_id))
+            submit_hot_job(base_so);
     }
 
     /* RFC 9110 §13.2.2: the client's preconditions first (a cache answers GET/HEAD ones itself, RFC 9111 §4.3.2) */
@@ -2282,7 +2842,7 @@ static int serve_object(h2o_req_t *req, edge_runtime_t *rt, edge_store_txn_t *tx
 
     req->res.status = obj->status;
     req->res.reason = status_reason(obj->status);
-    copy_response_headers(req, obj->headers, obj->num_headers, 1);
+    link_stored_headers(req, obj->headers, obj->num_headers, 4); /* vary, age, cache-status, accept-ranges */
     if (compressible && !encoded)
         add_vary_accept_encoding(req, obj);
     add_age(req, age);

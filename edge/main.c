@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <lmdb.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -48,6 +49,7 @@
 _Static_assert(CONF_DEFAULT_COMPRESS_MIN_SIZE == EDGE_DEFAULT_COMPRESS_MIN_SIZE, "compress.min_size default");
 _Static_assert(CONF_DEFAULT_COMPRESS_GZIP_LEVEL == EDGE_DEFAULT_GZIP_LEVEL, "compress.gzip_level default");
 _Static_assert(CONF_DEFAULT_COMPRESS_BROTLI_LEVEL == EDGE_DEFAULT_BROTLI_LEVEL, "compress.brotli_level default");
+_Static_assert(CONF_DEFAULT_COMPRESS_HOT_HITS == EDGE_DEFAULT_COMPRESS_HOT_HITS, "compress.hot_hits default");
 
 struct st_listener_t {
     h2o_accept_ctx_t accept_ctx;
@@ -313,6 +315,13 @@ int main(int argc, char **argv)
     int check_only = 0, ch;
     char err[8192];
 
+    /* Body chunks of fills (64 KiB each, allocated on one worker thread, freed after the writer thread stored them)
+     * come from mmap, so freeing one gives it back to the system. From the heap they fragmented each thread's arena:
+     * after a burst of a million small fills glibc kept GiBs the process no longer used (bench/scale.py). Fixing the
+     * threshold also stops glibc from raising it on its own; smaller allocations still use the heap. */
+    mallopt(M_MMAP_THRESHOLD, 64 * 1024);
+    mallopt(M_TRIM_THRESHOLD, 1024 * 1024);
+
     while ((ch = getopt_long(argc, argv, "c:th", longopts, NULL)) != -1) {
         switch (ch) {
         case 'c':
@@ -403,6 +412,7 @@ int main(int argc, char **argv)
     g.rt.compress.min_size = g.conf.compress.min_size_bytes;
     g.rt.compress.gzip_level = (int)g.conf.compress.gzip_level;
     g.rt.compress.brotli_level = (int)g.conf.compress.brotli_level;
+    g.rt.compress.hot_hits = g.conf.compress.hot_hits;
     g.rt.compress_enabled = g.conf.compress.enabled;
     if (g.rt.compress_enabled &&
         edge_compress_jobs_start(g.rt.store, &g.rt.compress, g.conf.compress.threads, g.conf.compress.queue) != 0) {

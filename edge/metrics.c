@@ -93,11 +93,18 @@ h2o_iovec_t edge_metrics_render(h2o_mem_pool_t *pool, edge_store_t *store, const
                      "# HELP cdn_edge_background_revalidations_total Revalidations started in the background.\n"
                      "# TYPE cdn_edge_background_revalidations_total counter\n"
                      "cdn_edge_background_revalidations_total %llu\n"
+                     "# HELP cdn_edge_origin_gunzip_total Origin responses sent gzipped, decoded by the fill.\n"
+                     "# TYPE cdn_edge_origin_gunzip_total counter\n"
+                     "cdn_edge_origin_gunzip_total{result=\"ok\"} %llu\n"
+                     "cdn_edge_origin_gunzip_total{result=\"failed\"} %llu\n"
                      "# HELP cdn_edge_compress_jobs_total Compressed-variant jobs by outcome.\n"
                      "# TYPE cdn_edge_compress_jobs_total counter\n"
                      "cdn_edge_compress_jobs_total{result=\"done\"} %llu\n"
                      "cdn_edge_compress_jobs_total{result=\"dropped\"} %llu\n"
                      "cdn_edge_compress_jobs_total{result=\"failed\"} %llu\n"
+                     "# HELP cdn_edge_compress_hot_jobs_total Hot objects whose variants were remade at the best levels.\n"
+                     "# TYPE cdn_edge_compress_hot_jobs_total counter\n"
+                     "cdn_edge_compress_hot_jobs_total %llu\n"
                      "# HELP cdn_edge_compress_bytes_in_total Identity bytes read by compression jobs.\n"
                      "# TYPE cdn_edge_compress_bytes_in_total counter\n"
                      "cdn_edge_compress_bytes_in_total %llu\n"
@@ -119,8 +126,10 @@ h2o_iovec_t edge_metrics_render(h2o_mem_pool_t *pool, edge_store_t *store, const
                      (unsigned long long)get(&edge_metrics.revalidations),
                      (unsigned long long)get(&edge_metrics.stale_served),
                      (unsigned long long)get(&edge_metrics.background_revalidations),
+                     (unsigned long long)get(&edge_metrics.origin_gunzip),
+                     (unsigned long long)get(&edge_metrics.origin_gunzip_failed),
                      (unsigned long long)cs.jobs_done, (unsigned long long)cs.jobs_dropped,
-                     (unsigned long long)cs.jobs_failed, (unsigned long long)cs.bytes_in,
+                     (unsigned long long)cs.jobs_failed, (unsigned long long)cs.hot_jobs, (unsigned long long)cs.bytes_in,
                      (unsigned long long)cs.bytes_out);
     if (n < 0)
         n = 0;

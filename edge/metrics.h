@@ -28,6 +28,8 @@ typedef struct st_edge_metrics_t {
     uint64_t revalidations;         /* stale objects freshened by a 304 */
     uint64_t stale_served;          /* stale objects served (stale-while-revalidate, stale-if-error, max-stale) */
     uint64_t background_revalidations;
+    uint64_t origin_gunzip;         /* origin responses sent gzipped and decoded by the fill */
+    uint64_t origin_gunzip_failed;  /* ... whose gzip was corrupt, truncated or a bomb: not stored */
 } edge_metrics_t;
 
 extern edge_metrics_t edge_metrics;

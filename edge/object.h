@@ -4,6 +4,9 @@
  * Layout (little-endian host order is fine: the store lives and dies with the machine):
  *   edge_object_hdr_t, then (version >= 2) the extension { i64 swr, i64 sie }, then (version >= 3)
  *   { u64 base_fill_id }, then num_headers times { u16 name_len, u32 value_len, name, value }.
+ *   Records of this build set a storage bit in the head's flags: each name is then stored lower-cased,
+ *   and a name_len with its top bit set is followed by the name, its original spelling (same length),
+ *   then the value; earlier records store the name as received (see edge/object.c).
  * Encoding always writes the current version.
  * A decoded record is validated field by field; a bad one is EDGE_STORE_ECORRUPT for the caller
  * (a miss plus a log line), never an assert.
@@ -49,9 +52,10 @@ typedef struct st_edge_object_t {
 h2o_iovec_t edge_object_encode(h2o_mem_pool_t *pool, const edge_object_t *obj);
 
 /**
- * Parses a blob. Header names that are h2o tokens point to the token; values and other names
- * point into `blob` (valid as long as it is, e.g. the read transaction). The header array is
- * allocated from pool.
+ * Parses a blob (on every hit: one allocation from pool, nothing copied for records of this build).
+ * Header names that are h2o tokens point to the token; values, other names and orig_name point
+ * into `blob` (valid as long as it is, e.g. the read transaction). orig_name is NULL when the
+ * original spelling is the lower-cased name. The header array is allocated from pool.
  * @return 0, or -1 when the blob is malformed
  */
 int edge_object_decode(h2o_mem_pool_t *pool, const void *blob, size_t len, edge_object_t *obj);

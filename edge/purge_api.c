@@ -16,7 +16,10 @@
  * The consumer thread reads the stream from the cursor committed in the store (XREAD), applies each entry as BAN ops
  * whose last one carries the entry id as stream_cursor (committed in the same transaction), waits for their on_done,
  * then advances. An entry the node cannot parse is skipped with a CURSOR op (logged, counted). Without a stored cursor
- * (a new node) it starts at the stream's end: a new store holds nothing to purge. While Redis is down it retries with
+ * (a new node) it starts at the stream's end: a new store holds nothing to purge. After each connect it asks Redis
+ * whether entries after its cursor were trimmed away (purge_stream_gap: down for longer than purge.stream_max_len
+ * purges): then it purges everything, hard, with the cursor moved past the gap in the same transaction (logged,
+ * counted), never silently keeping objects a lost purge named. While Redis is down it retries with
  * backoff and reports the state (log line per change, cdn_edge_purge_stream_up, healthz).
  *
  * Locks: S.mutex guards the stream state (applied id, waiters, publisher queue, flags); it is never held across Redis
@@ -115,7 +118,7 @@ static struct {
     uint64_t kinds[NUM_KINDS];
     uint64_t ok, unauthorized, forbidden, invalid, too_large, failed, unavailable, timeout;
     uint64_t errors;
-    uint64_t stream_up, lag_ms, applied, published, skipped, stream_errors;
+    uint64_t stream_up, lag_ms, applied, published, skipped, stream_errors, gaps;
 } M;
 
 #define ADD(field, n) __atomic_fetch_add(&M.field, (uint64_t)(n), __ATOMIC_RELAXED)
@@ -488,8 +491,32 @@ static int apply_entry(const purge_stream_entry_t *e)
     return rc;
 }
 
+/*
+ * After a connect: were entries after our cursor trimmed away? Then purge everything (hard) and move the cursor to the
+ * last trimmed id, in one transaction. @return 0 (checked or handled; *cursor may have moved), -1 Redis failed (err),
+ * or a store result (retry later)
+ */
+static int handle_gap(purge_stream_t *conn, const char *stream, char *cursor, char *err, size_t errlen)
+{
+    char resume[PURGE_STREAM_ID_MAX];
+    int rc = purge_stream_gap(conn, stream, cursor, resume, err, errlen);
+    if (rc <= 0)
+        return rc;
+    fprintf(stderr, "cdn-edge: PURGE detail=\"stream entries after %s were trimmed before this node read them; purging "
+                    "everything, reading on after %s\"\n", cursor, resume);
+    edge_store_op_t op = {.kind = EDGE_STORE_OP_BAN, .ban_kind = EDGE_STORE_BAN_ALL, .stream_cursor = resume};
+    if ((rc = apply_sync(&op, 1)) != 0)
+        return rc;
+    ADD(gaps, 1);
+    ADD(kinds[KIND_ALL], 1);
+    strcpy(cursor, resume);
+    advance(cursor);
+    return 0;
+}
+
 static void *consumer_main(void *arg)
 {
+    int gap_checked = 0;
     purge_stream_t *conn = NULL;
     uint64_t backoff = EDGE_PURGE_BACKOFF_MIN_MS;
     char cursor[PURGE_STREAM_ID_MAX], err[512];
@@ -519,6 +546,7 @@ static void *consumer_main(void *arg)
             }
             set_state(1, NULL);
             backoff = EDGE_PURGE_BACKOFF_MIN_MS;
+            gap_checked = 0;
         }
         if (cursor[0] == '\0') {
             /* a new store holds nothing older to purge: start at the stream's end, and remember it */
@@ -532,6 +560,20 @@ static void *consumer_main(void *arg)
                 continue;
             }
             advance(cursor);
+            gap_checked = 1; /* a new store: nothing older to purge */
+        }
+        if (!gap_checked) {
+            int rc = handle_gap(conn, stream, cursor, err, sizeof(err));
+            if (rc < 0)
+                goto Down;
+            if (rc != 0) {
+                fprintf(stderr, "cdn-edge: PURGE detail=\"cannot purge after a stream gap: %s; retrying\"\n",
+                        edge_store_strerror(rc));
+                ADD(errors, 1);
+                wait_or_stop(backoff);
+                continue;
+            }
+            gap_checked = 1;
         }
         pthread_mutex_lock(&S.mutex);
         int caught_up = S.caught_up;
@@ -931,6 +973,9 @@ h2o_iovec_t edge_purge_api_render_metrics(h2o_mem_pool_t *pool)
             LOAD(published));
         OUT("# TYPE cdn_edge_purge_stream_skipped_total counter\ncdn_edge_purge_stream_skipped_total %" PRIu64 "\n",
             LOAD(skipped));
+        OUT("# HELP cdn_edge_purge_stream_gaps_total Times entries were trimmed before this node read them: all purged.\n"
+            "# TYPE cdn_edge_purge_stream_gaps_total counter\ncdn_edge_purge_stream_gaps_total %" PRIu64 "\n",
+            LOAD(gaps));
         OUT("# HELP cdn_edge_purge_stream_errors_total Failed connections and commands to Redis.\n"
             "# TYPE cdn_edge_purge_stream_errors_total counter\ncdn_edge_purge_stream_errors_total %" PRIu64 "\n",
             LOAD(stream_errors));

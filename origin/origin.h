@@ -57,9 +57,10 @@ typedef struct st_origin_request_t {
     h2o_iovec_t body;             /* the whole request body; {NULL, 0} for none */
     h2o_iovec_t client_ip;        /* appended to X-Forwarded-For */
     int client_is_tls;            /* X-Forwarded-Proto: https / http */
-    int for_cache;                /* a fill for the cache: Accept-Encoding is sent as `identity`, and
+    int for_cache;                /* a fill for the cache: Accept-Encoding is sent as `identity` (or `gzip`), and
                                      If-None-Match, If-Modified-Since, If-Match, If-Unmodified-Since,
                                      If-Range and Range are dropped so the whole response comes back */
+    int accept_gzip;              /* for_cache only: send `Accept-Encoding: gzip` (the edge decodes what it stores) */
     h2o_iovec_t if_none_match;    /* for_cache only: the stored response's validators, sent when a */
     h2o_iovec_t if_modified_since; /* stale object is revalidated (RFC 9111 §4.3.1); empty: not sent */
 } origin_request_t;

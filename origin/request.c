@@ -203,7 +203,7 @@ h2o_iovec_t origin_build_request_head(h2o_mem_pool_t *pool, const origin_request
     add_joined(&sb, req, "via");
     sb_adds(&sb, "1.1 cdn-edge\r\n");
     if (req->for_cache) {
-        sb_adds(&sb, "accept-encoding: identity\r\n");
+        sb_adds(&sb, req->accept_gzip ? "accept-encoding: gzip\r\n" : "accept-encoding: identity\r\n");
         /* revalidation of a stored response with its own validators (RFC 9111 §4.3.1) */
         if (req->if_none_match.len != 0 && !has_bad_bytes(req->if_none_match.base, req->if_none_match.len)) {
             sb_adds(&sb, "if-none-match: ");

@@ -270,6 +270,81 @@ Error:
     return -1;
 }
 
+/* The id just below `id` (valid ids only): XREAD after it returns `id` first. */
+static void id_before(const char *id, char *out)
+{
+    uint64_t ms, seq;
+    purge_stream_id_parse(id, &ms, &seq);
+    if (seq != 0)
+        snprintf(out, PURGE_STREAM_ID_MAX, "%llu-%llu", (unsigned long long)ms, (unsigned long long)(seq - 1));
+    else if (ms != 0)
+        snprintf(out, PURGE_STREAM_ID_MAX, "%llu-%llu", (unsigned long long)(ms - 1), (unsigned long long)UINT64_MAX);
+    else
+        strcpy(out, "0-0");
+}
+
+static const redisReply *info_field(const redisReply *reply, const char *name)
+{
+    size_t len = strlen(name);
+    for (size_t i = 0; i + 1 < reply->elements; i += 2) {
+        const redisReply *k = reply->element[i];
+        if ((k->type == REDIS_REPLY_STRING || k->type == REDIS_REPLY_STATUS) && k->len == len && memcmp(k->str, name, len) == 0)
+            return reply->element[i + 1];
+    }
+    return NULL;
+}
+
+int purge_stream_gap(purge_stream_t *conn, const char *stream, const char *cursor, char *resume, char *err, size_t errlen)
+{
+    const char *argv[] = {"XINFO", "STREAM", stream};
+    size_t argvlen[] = {5, 6, strlen(stream)};
+    redisReply *reply = redisCommandArgv(conn->ctx, 3, argv, argvlen);
+    const redisReply *length, *added, *last, *first;
+    char last_id[PURGE_STREAM_ID_MAX], first_id[PURGE_STREAM_ID_MAX];
+    int ret = 0;
+
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR && strstr(reply->str, "no such key") != NULL)
+        goto Exit; /* no stream: nothing was ever added, nothing lost */
+    /* RESP2: a flat array of field names and values */
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements % 2 != 0 ||
+        (length = info_field(reply, "length")) == NULL || length->type != REDIS_REPLY_INTEGER ||
+        (last = info_field(reply, "last-generated-id")) == NULL || copy_id(last_id, last) != 0 ||
+        (first = info_field(reply, "first-entry")) == NULL) {
+        set_err(err, errlen, "XINFO STREAM", conn, reply);
+        ret = -1;
+        goto Exit;
+    }
+    added = info_field(reply, "entries-added"); /* Redis 7.0+ */
+    if (length->integer == 0) {
+        /* everything after the cursor, if anything was added after it, is gone */
+        if (purge_stream_id_compare(last_id, cursor) > 0) {
+            strcpy(resume, last_id);
+            ret = 1;
+        }
+        goto Exit;
+    }
+    if (first->type != REDIS_REPLY_ARRAY || first->elements != 2 || copy_id(first_id, first->element[0]) != 0) {
+        set_err(err, errlen, "XINFO STREAM: first-entry", conn, NULL);
+        ret = -1;
+        goto Exit;
+    }
+    if (purge_stream_id_compare(first_id, cursor) <= 0)
+        goto Exit; /* trimming removes the oldest entries: everything after the cursor is still there */
+    if (strcmp(cursor, "0-0") == 0) {
+        /* a node that has seen nothing: a gap when anything was ever trimmed (unknown before Redis 7.0: assume not) */
+        if (added == NULL || added->type != REDIS_REPLY_INTEGER || added->integer <= length->integer)
+            goto Exit;
+    }
+    /* the cursor's own entry is gone: entries after it may have been trimmed too (they were unless the first one left
+     * is its direct successor, which cannot be told): take the safe side */
+    id_before(first_id, resume);
+    ret = 1;
+Exit:
+    if (reply != NULL)
+        freeReplyObject(reply);
+    return ret;
+}
+
 static int parse_u64(const char *s, const char *end, uint64_t *v)
 {
     if (s == end || end - s > 20)

@@ -73,6 +73,17 @@ void purge_stream_entries_free(purge_stream_entry_t *entries, size_t n);
 int purge_stream_last_id(purge_stream_t *conn, const char *stream, char *id, char *err, size_t errlen);
 
 /**
+ * Did entries after `cursor` get trimmed (MAXLEN) before this reader read them? Trimming removes the oldest entries,
+ * so entries after the cursor are intact when the stream's first entry is at or before it; when the stream is empty,
+ * they are gone if any id was generated after the cursor; when the first entry is after the cursor, the cursor's own
+ * entry was trimmed and its successors may have been (counted as a gap: the safe side). A cursor of "0-0" (a reader
+ * that started on an empty stream) has a gap when anything was ever trimmed (XINFO entries-added, Redis 7.0+).
+ * @param[out] resume  on a gap: where to read on from (just below the first entry left, or the last generated id)
+ * @return 0 (no gap), 1 (a gap), or -1 with err (close the connection)
+ */
+int purge_stream_gap(purge_stream_t *conn, const char *stream, const char *cursor, char *resume, char *err, size_t errlen);
+
+/**
  * Parses an entry id "<ms>-<seq>" (both decimal, no sign, no overflow, nothing else).
  * @return 0, or -1
  */

@@ -26,6 +26,14 @@ Common query parameters:
   setcookie=1     adds `Set-Cookie: a=b`
   vary=VALUE      Vary
   ce=gzip         Content-Encoding: gzip, with a real gzip body of the ordinary body
+  text=1          the body is gz_text(len) (pseudo-random words) instead of the filler
+  ce=auto         gzip the ordinary body only when the request's Accept-Encoding names gzip (as most servers do),
+                  with Vary: Accept-Encoding either way
+  gz=MODE         Content-Encoding: gzip whatever the request says, with a body made for the gzip tests from
+                  gz_text(len) (pseudo-random words, compresses about 3:1): text (one gzip member), multi (two
+                  members, the text cut in half), bomb (len zero bytes instead: ratio about 1000:1), corrupt (the
+                  deflate data damaged in its middle), truncated (the gzip cut before its end; the HTTP framing of
+                  what is sent is whole).
   expires=SEC     Expires: now + SEC (may be negative)
   age=N           Age: N
   cs=VALUE        Cache-Status (an upstream member, as a cache in front of the origin would send)
@@ -45,6 +53,7 @@ Also: refused_port() gives a port on which connections are refused.
 Run as a script (`python3 origin_server.py [PORT]`) to serve on the console for manual testing.
 """
 
+import functools
 import gzip
 import hashlib
 import random
@@ -103,6 +112,38 @@ def filler_body(n, length):
     unit = b"0123456789abcdefghijklmnopqrstuvwxyz\n"
     reps = (length - len(head)) // len(unit) + 1
     return (head + unit * reps)[:length]
+
+
+@functools.lru_cache(maxsize=8)
+def gz_text(length):
+    """The identity body of the gz= modes: `length` bytes of deterministic pseudo-random words."""
+    rnd = random.Random(length)
+    letters = b"abcdefghijklmnopqrstuvwxyz"
+    words = [bytes(rnd.choice(letters) for _ in range(rnd.randint(2, 9))) + (b"\n" if i % 10 == 0 else b" ")
+             for i in range(256)]
+    out = b"".join(rnd.choices(words, k=length // 5 + 16))
+    while len(out) < length:
+        out += out
+    return out[:length]
+
+
+@functools.lru_cache(maxsize=8)
+def gz_body(mode, length):
+    """The bytes sent for gz=MODE (see the module doc)."""
+    if mode == "bomb":
+        return gzip.compress(bytes(length), mtime=0)
+    text = gz_text(length)
+    if mode == "text":
+        return gzip.compress(text, mtime=0)
+    if mode == "multi":
+        return gzip.compress(text[: length // 2], mtime=0) + gzip.compress(text[length // 2:], mtime=0)
+    z = gzip.compress(text, mtime=0)
+    if mode == "corrupt":
+        mid = len(z) // 2
+        return z[:mid] + bytes(b ^ 0x5A for b in z[mid:mid + 64]) + z[mid + 64:]
+    if mode == "truncated":
+        return z[: len(z) * 2 // 3]
+    raise ValueError(mode)
 
 
 def refused_port():
@@ -324,9 +365,17 @@ class _Handler(socketserver.BaseRequestHandler):
                     return False
             return keep_alive
 
-        body = filler_body(req.n, length)
+        body = filler_body(req.n, length) if q.get("text") != "1" else gz_text(length or 1000)
         if q.get("ce") == "gzip":
             body = gzip.compress(body, mtime=0)
+            headers.append(("Content-Encoding", "gzip"))
+        elif q.get("ce") == "auto":
+            headers.append(("Vary", "Accept-Encoding"))
+            if "gzip" in (req.header("accept-encoding") or "").lower():
+                body = gzip.compress(body, mtime=0)
+                headers.append(("Content-Encoding", "gzip"))
+        elif "gz" in q:
+            body = gz_body(q["gz"], length if length is not None else 100000)
             headers.append(("Content-Encoding", "gzip"))
         if status in (204, 304) or 100 <= status < 200:
             body = b""

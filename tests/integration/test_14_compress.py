@@ -3,6 +3,7 @@ Accept-Encoding (RFC 9110 §12.5.3), with Vary: Accept-Encoding and an ETag per 
 
 import gzip
 import subprocess
+import time
 import unittest
 
 from harness import SLOWDOWN, EdgeTestCase, curl, url, wait_for
@@ -65,6 +66,32 @@ class Compress(EdgeTestCase):
         r = self.request("HEAD", t, headers={"Accept-Encoding": "gzip"})
         self.assertEqual(r.header("content-encoding"), "gzip")
         self.assertEqual(r.body, b"")
+
+    def test_hot_objects_are_recompressed_at_the_best_levels(self):
+        edge = self.make_edge({"compress": {"hot_hits": 3}}).start()
+        self.edge = edge
+        t = url("/r/hot.js", cc="max-age=600", len=200000, text=1, ct="application/javascript", etag='"hot"')
+        identity = self.stored_with_variants(t).body
+        before = curl("http://127.0.0.1:%d%s" % (edge.port, t), ["-H", "Accept-Encoding: br"])
+        self.assertEqual(before.header("content-encoding"), "br")
+        m = lambda: edge.metrics().get("cdn_edge_compress_hot_jobs_total") or 0
+        self.assertEqual(m(), 0)
+        # stored_with_variants made some encoded hits already; a few more cross the threshold, exactly once
+        for _ in range(5):
+            self.assertIs(self.get(t, headers={"Accept-Encoding": "gzip"}).edge_status().get("hit"), True)
+        wait_for(lambda: m() == 1, 20 * SLOWDOWN, what="the hot recompression")
+        after_br = curl("http://127.0.0.1:%d%s" % (edge.port, t), ["-H", "Accept-Encoding: br", "--compressed"])
+        self.assertEqual((after_br.header("content-encoding"), after_br.body), ("br", identity))
+        self.assertEqual(after_br.header("etag"), before.header("etag"), "the same representation, made smaller")
+        raw_br = curl("http://127.0.0.1:%d%s" % (edge.port, t), ["-H", "Accept-Encoding: br"])
+        self.assertLess(len(raw_br.body), len(before.body), "brotli 11 beats brotli 5 on this text")
+        gz = self.get(t, headers={"Accept-Encoding": "gzip"})
+        self.assertEqual(gzip.decompress(gz.body), identity)
+        for _ in range(5):
+            self.get(t, headers={"Accept-Encoding": "gzip"})
+        time.sleep(0.5)
+        self.assertEqual(m(), 1, "once per stored version")
+        self.assertEqual(self.origin.count(t), 1)
 
     def test_not_compressible_types_get_no_variants(self):
         t = url("/r/img.png", cc="max-age=600", len=20000, ct="image/png")

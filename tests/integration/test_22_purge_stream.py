@@ -55,6 +55,13 @@ class Redis:
         wait_for(self.ping, 10 * SLOWDOWN, what="redis-server to answer PING")
         return self
 
+    def command(self, *args):
+        """One command (RESP array of bulk strings); returns the raw reply line."""
+        req = b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a.encode()), a.encode()) for a in args)
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5 * SLOWDOWN) as s:
+            s.sendall(req)
+            return s.recv(4096)
+
     def stop(self):
         if self.proc is None:
             return
@@ -141,6 +148,33 @@ class StreamPropagation(StreamCase):
         # a's own entry was applied once, through its consumer
         self.assertEqual(a.metrics().get("cdn_edge_purge_stream_applied_total"), 1)
         self.assertEqual(a.metrics().get("cdn_edge_purge_stream_published_total"), 1)
+
+    def test_a_node_that_missed_trimmed_entries_purges_everything(self):
+        a, c = self.node("a"), self.node("c")
+        gone, other = url("/r/t/1", cc="max-age=600"), url("/r/t/2", cc="max-age=600")
+        for e in (a, c):
+            self.fill(e, gone, other)
+        c.stop()
+        self.assertEqual(self.purge(a, {"urls": ["http://%s%s" % (HOST, gone)]}).status, 200)
+        # the entry c never read is trimmed away (as MAXLEN does to a node down for too long); a later one is kept
+        self.assertTrue(self.redis.command("XTRIM", "it-purge", "MAXLEN", "0").startswith(b":1"))
+        self.assertEqual(self.purge(a, {"urls": ["http://%s/r/t/unrelated" % HOST]}).status, 200)
+        c.start()
+        # the lost purge is not lost: c cannot know what it named, so nothing it stored before is served
+        self.assertMissNow(c, gone)
+        self.assertMissNow(c, other)
+        m = c.metrics()
+        self.assertEqual(m.get("cdn_edge_purge_stream_gaps_total"), 1)
+        self.assertEqual(m.get("cdn_edge_purge_stream_applied_total"), 1, "the entry after the gap is applied")
+        # the gap is handled once: after a restart what c stored since stays
+        self.fill(c, other)
+        c.stop()
+        c.start()
+        self.assertHitNow(c, other)
+        self.assertEqual(c.metrics().get("cdn_edge_purge_stream_gaps_total"), 0)
+        # a node whose cursor is past every trimmed entry sees no gap
+        self.assertHitNow(a, other)
+        self.assertEqual(a.metrics().get("cdn_edge_purge_stream_gaps_total"), 0)
 
     def test_entries_apply_in_order_and_restarts_do_not_reapply(self):
         a, b = self.node("a"), self.node("b")

@@ -7,6 +7,7 @@ runs reuse both. The module is skipped, with a message, only when the npm regist
 """
 
 import base64
+import gzip
 import hashlib
 import json
 import re
@@ -14,7 +15,7 @@ import time
 import unittest
 import urllib.parse
 
-from harness import EdgeTestCase, http_request
+from harness import SLOWDOWN, EdgeTestCase, http_request, wait_for
 from nextjs import NextApp
 
 APP = None
@@ -116,6 +117,14 @@ class NextjsBehindEdge(EdgeTestCase):
         self.assertGreater(r.edge_status()["ttl"], 31536000 - 60, r)
         self.assertEqual(r.body, want.body)
         self.assertEqual(ctype(r), "application/javascript")
+        # the edge asked Next.js for gzip (less origin egress) and stored it decoded; Next.js compresses by default
+        gz = direct("GET", chunk, headers={"Accept-Encoding": "gzip"})
+        self.assertEqual(gz.header("content-encoding"), "gzip")
+        self.assertGreaterEqual(self.edge.metrics().get("cdn_edge_origin_gunzip_total", result="ok") or 0, 1)
+        # gzip clients get the origin's gzip bytes as Next.js sent them (the variant made from them once stored)
+        wait_for(lambda: self.get(chunk, headers={"Accept-Encoding": "gzip"}).header("content-encoding") == "gzip",
+                 10 * SLOWDOWN, what="the gzip variant")
+        self.assertEqual(gzip.decompress(self.get(chunk, headers={"Accept-Encoding": "gzip"}).body), want.body)
 
     def test_public_file_served_with_its_type(self):
         for _ in range(3):
@@ -134,11 +143,23 @@ class NextjsBehindEdge(EdgeTestCase):
 
     def test_pages_router_data_request_json(self):
         t = "/_next/data/%s/legacy.json" % APP.build_id
-        for headers in ({"x-nextjs-data": "1"}, {}, {"x-nextjs-data": "1"}):
+        # x-nextjs-data is forwarded and keyed (as a Vary field the edge adds on /_next/data/): with middleware Next.js
+        # answers a data request's redirect as a 200 + x-nextjs-redirect, which a request without it must never get
+        def fetch(headers):
             r = self.get(t, headers=headers)
             self.assertEqual(r.status, 200)
             self.assertEqual(ctype(r), "application/json")
             self.assertIn(b'"__N_SSG":true', r.body)
+            self.assertIn("x-nextjs-data", (r.header("vary") or "").lower())
+            p = r.edge_status()
+            return "hit" if p.get("hit") else str(p.get("fwd"))
+
+        data, plain = {"x-nextjs-data": "1"}, {}
+        self.assertEqual(fetch(data), "miss")
+        wait_for(lambda: fetch(data) == "hit", 5 * SLOWDOWN, what="the data variant's hit")
+        self.assertEqual(fetch(plain), "vary-miss", "a request without x-nextjs-data never gets the data object")
+        wait_for(lambda: fetch(plain) == "hit", 5 * SLOWDOWN, what="the plain variant's hit")
+        self.assertEqual(fetch(data), "hit")
 
     # ---- never stored --------------------------------------------------------------------------------------------------
 

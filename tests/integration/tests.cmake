@@ -50,6 +50,7 @@ edge_integration_test(test_13_vary 120)
 edge_integration_test(test_14_compress 120)
 edge_integration_test(test_15_key_rules 120)
 edge_integration_test(test_16_coalescing 300)
+edge_integration_test(test_17_origin_gzip 120)
 # fixed ports 8080/8443/8081: never run beside anything else that might use them
 set_tests_properties(integration.test_09_embedded_default PROPERTIES RESOURCE_LOCK edge_fixed_ports)
 # the harness self-test needs no binary; every other test needs cdn-edge built

@@ -22,3 +22,5 @@ edge_unit_test(test_purge_stream ${CMAKE_CURRENT_SOURCE_DIR}/unit/purge/test_pur
 edge_unit_test(test_store_cursor ${CMAKE_CURRENT_SOURCE_DIR}/unit/edge/test_store_cursor.c cdn_edge)
 edge_unit_test(test_http_response ${CMAKE_CURRENT_SOURCE_DIR}/unit/origin/test_http_response.c cdn_origin)
 edge_unit_test(test_compress_job ${CMAKE_CURRENT_SOURCE_DIR}/unit/edge/test_compress_job.c cdn_edge)
+edge_unit_test(test_store_evict ${CMAKE_CURRENT_SOURCE_DIR}/unit/edge/test_store_evict.c cdn_edge)
+edge_unit_test(test_object ${CMAKE_CURRENT_SOURCE_DIR}/unit/edge/test_object.c cdn_edge)

@@ -389,6 +389,7 @@ static void test_defaults(void **state)
     assert_string_equal(conf.cache.path, tmp_path(path, CONF_DEFAULT_CACHE_PATH));
     assert_int_equal(conf.cache.max_size_bytes, CONF_DEFAULT_CACHE_MAX_SIZE);
     assert_int_equal(conf.cache.max_object_size_bytes, CONF_DEFAULT_CACHE_MAX_OBJECT_SIZE);
+    assert_int_equal(conf.cache.write_queue_bytes, CONF_DEFAULT_CACHE_WRITE_QUEUE);
     assert_int_equal(conf.cache.stale_if_unreachable_ms, CONF_DEFAULT_STALE_IF_UNREACHABLE_MS);
     assert_int_equal(conf.limits.request_body_bytes, CONF_DEFAULT_REQUEST_BODY);
     assert_int_equal(conf.limits.client_connections, CONF_DEFAULT_CLIENT_CONNECTIONS);
@@ -416,6 +417,7 @@ static void test_defaults(void **state)
     assert_int_equal(conf.compress.brotli_level, CONF_DEFAULT_COMPRESS_BROTLI_LEVEL);
     assert_int_equal(conf.compress.threads, CONF_DEFAULT_COMPRESS_THREADS);
     assert_int_equal(conf.compress.queue, CONF_DEFAULT_COMPRESS_QUEUE);
+    assert_int_equal(conf.compress.hot_hits, CONF_DEFAULT_COMPRESS_HOT_HITS);
     conf_dispose(&conf);
 }
 
@@ -681,7 +683,7 @@ static void test_compress_section(void **state)
 {
     static const char yaml[] = "listen:\n  - address: 127.0.0.1:0\norigin:\n  url: http://o\ncompress:\n"
                                "  enabled: true\n  types: [text/html, \"text/*\", +json, image/svg+xml]\n  min_size: 1KiB\n"
-                               "  gzip_level: 9\n  brotli_level: 0\n  threads: 4\n  queue: 1\n";
+                               "  gzip_level: 9\n  brotli_level: 0\n  threads: 4\n  queue: 1\n  hot_hits: 0\n";
     conf_t conf;
     char err[512];
 
@@ -699,6 +701,7 @@ static void test_compress_section(void **state)
     assert_int_equal(conf.compress.brotli_level, 0);
     assert_int_equal(conf.compress.threads, 4);
     assert_int_equal(conf.compress.queue, 1);
+    assert_int_equal(conf.compress.hot_hits, 0);
     conf_dispose(&conf);
 
     static const struct {
@@ -783,6 +786,7 @@ static void test_bad_configs(void **state)
         {LISTEN "cache:\n  max_size: 1KiB\n" ORIGIN, "b.yaml:4: cache.max_size: must be at least 1MiB"},
         {LISTEN "cache:\n  max_size: 2MiB\n  max_object_size: 3MiB\n" ORIGIN,
          "b.yaml:5: cache.max_object_size: must not exceed cache.max_size"},
+        {LISTEN "cache:\n  write_queue: 512KiB\n" ORIGIN, "b.yaml:4: cache.write_queue: must be at least 1MiB"},
         {LISTEN "cache:\n  max_size: 2MiB\n" ORIGIN, "b.yaml:4: cache.max_object_size: must not exceed cache.max_size"},
         {LISTEN "cache:\n  max_object_size: 0\n" ORIGIN, "b.yaml:4: cache.max_object_size: must be greater than 0"},
         {LISTEN "limits:\n  request_body: 1MB\n" ORIGIN, "b.yaml:4: limits.request_body: invalid size `1MB`"},
@@ -830,6 +834,7 @@ static void test_bad_configs(void **state)
         {LISTEN ORIGIN "compress:\n  brotli_level: 12\n", "b.yaml:6: compress.brotli_level: must be between 0 and 11"},
         {LISTEN ORIGIN "compress:\n  threads: 0\n", "b.yaml:6: compress.threads: must be between 1 and 64"},
         {LISTEN ORIGIN "compress:\n  queue: 0\n", "b.yaml:6: compress.queue: must be between 1 and 1000000"},
+        {LISTEN ORIGIN "compress:\n  hot_hits: 16000001\n", "b.yaml:6: compress.hot_hits: must be between 0 and 16000000"},
         /* origin */
         {LISTEN "origin:\n  url: http://o\n  directory: site\n",
          "b.yaml:5: origin.directory: url and directory are mutually exclusive"},

@@ -84,6 +84,8 @@ static void gate_open(void)
     pthread_mutex_unlock(&gate.m);
 }
 
+static uint32_t setup_hot_hits = EDGE_DEFAULT_COMPRESS_HOT_HITS;
+
 static int setup_with(void **state, unsigned threads, size_t queue)
 {
     struct fixture *f = calloc(1, sizeof(*f));
@@ -100,6 +102,7 @@ static int setup_with(void **state, unsigned threads, size_t queue)
     }
     edge_compress_settings_t cs;
     edge_compress_settings_init(&cs);
+    cs.hot_hits = setup_hot_hits;
     if (edge_compress_jobs_start(f->store, &cs, threads, queue) != 0)
         return -1;
     h2o_mem_init_pool(&f->pool);
@@ -795,6 +798,200 @@ static void test_metrics(void **state)
     assert_non_null(memmem(text.base, text.len, line, strlen(line)));
 }
 
+/* --- the origin's gzip as the gzip variant; hot objects --- */
+
+struct buf {
+    char *p;
+    size_t len, cap;
+};
+
+static int buf_sink(void *ctx, const void *bytes, size_t len)
+{
+    struct buf *b = ctx;
+    if (b->len + len > b->cap) {
+        b->cap = (b->len + len) * 2;
+        b->p = realloc(b->p, b->cap);
+    }
+    memcpy(b->p + b->len, bytes, len);
+    b->len += len;
+    return 0;
+}
+
+/* gzip of body at `level`, through the real encoder */
+static struct buf gzip_of(const char *body, size_t len, int level)
+{
+    struct buf out = {0};
+    edge_encoder_t *e = edge_encoder_new(EDGE_ENC_GZIP, level, buf_sink, &out);
+    assert_non_null(e);
+    assert_int_equal(edge_encoder_write(e, body, len), 0);
+    assert_int_equal(edge_encoder_finish(e), 0);
+    edge_encoder_free(e);
+    return out;
+}
+
+/* Writes bytes as the chunks of a new fill id (as the fill writes the origin's gzip), without a COMMIT. */
+static uint64_t put_chunks(struct fixture *f, const char *bytes, size_t len, uint32_t *num_chunks)
+{
+    uint64_t fill_id = edge_store_new_fill_id(f->store);
+    *num_chunks = (uint32_t)((len + EDGE_STORE_CHUNK_SIZE - 1) / EDGE_STORE_CHUNK_SIZE);
+    struct done_op *ops = calloc(*num_chunks, sizeof(*ops));
+    for (uint32_t n = 0; n != *num_chunks; ++n) {
+        size_t off = (size_t)n * EDGE_STORE_CHUNK_SIZE;
+        ops[n].op = (edge_store_op_t){.kind = EDGE_STORE_OP_CHUNK,
+                                      .fill_id = fill_id,
+                                      .chunk_index = n,
+                                      .data = bytes + off,
+                                      .len = len - off < EDGE_STORE_CHUNK_SIZE ? len - off : EDGE_STORE_CHUNK_SIZE,
+                                      .on_done = on_done};
+        edge_store_submit(f->store, &ops[n].op);
+    }
+    edge_store_flush(f->store);
+    for (uint32_t n = 0; n != *num_chunks; ++n)
+        assert_int_equal(ops[n].result, 0);
+    free(ops);
+    return fill_id;
+}
+
+/* The stored body of a variant, copied out. */
+static struct buf variant_body(struct fixture *f, const char *key, edge_encoding_t enc, uint64_t *fill_id)
+{
+    h2o_iovec_t v = edge_compress_variant_string(&f->pool, "", 0, enc);
+    uint8_t hash[EDGE_STORE_HASH_LEN];
+    edge_store_txn_t *txn;
+    edge_store_object_t obj;
+    struct buf out = {0};
+    edge_store_variant_hash(key, strlen(key), v.base, v.len, hash);
+    assert_int_equal(edge_store_read_begin(f->store, &txn), 0);
+    assert_int_equal(edge_store_get(txn, hash, &obj), 0);
+    *fill_id = obj.fill_id;
+    for (uint32_t n = 0; n != obj.num_chunks; ++n) {
+        const void *data;
+        size_t len;
+        assert_int_equal(edge_store_get_chunk(txn, obj.fill_id, n, &data, &len), 0);
+        buf_sink(&out, data, len);
+    }
+    edge_store_read_end(txn);
+    return out;
+}
+
+static void test_prefilled_gzip_is_stored_as_sent(void **state)
+{
+    struct fixture *f = *state;
+    const size_t len = 200 * 1024;
+    char *body = make_text(len);
+    h2o_header_t hs[] = {header(H2O_TOKEN_CONTENT_TYPE, "application/javascript"), header(H2O_TOKEN_ETAG, "\"v1\"")};
+    edge_compress_stats_t before = cstats();
+    struct base b = put_base(f, KEY, NULL, body, len, hs, 2, NULL, 0);
+    struct buf sent = gzip_of(body, len, 1); /* level 1: not what the job would make at level 6 */
+    edge_compress_job_t job = job_for(KEY, NULL, &b, len);
+    job.gzip_fill_id = put_chunks(f, sent.p, sent.len, &job.gzip_num_chunks);
+    job.gzip_size = sent.len;
+    assert_int_equal(edge_compress_job_submit(&job), 0);
+    wait_jobs(f, before.jobs_done + before.jobs_dropped + before.jobs_failed + 1);
+    assert_int_equal(cstats().jobs_done - before.jobs_done, 1);
+
+    struct expect ex = {"\"v1\"", "Accept-Encoding", NULL, 0};
+    check_variant(f, KEY, NULL, EDGE_ENC_GZIP, body, len, &b, &ex);
+    check_variant(f, KEY, NULL, EDGE_ENC_BR, body, len, &b, &ex);
+    uint64_t fill_id;
+    struct buf stored = variant_body(f, KEY, EDGE_ENC_GZIP, &fill_id);
+    assert_int_equal(fill_id, job.gzip_fill_id);
+    assert_int_equal(stored.len, sent.len);
+    assert_memory_equal(stored.p, sent.p, sent.len); /* the origin's bytes, as sent */
+    assert_int_equal(cstats().bytes_in - before.bytes_in, len); /* the base was read once, for brotli */
+    assert_no_live_fill(f);
+    free(stored.p);
+    free(sent.p);
+    free(body);
+}
+
+static void test_prefilled_gzip_aborted_when_the_base_is_gone(void **state)
+{
+    struct fixture *f = *state;
+    const size_t len = 100 * 1024;
+    char *body = make_text(len);
+    h2o_header_t hs[] = {header(H2O_TOKEN_CONTENT_TYPE, "text/css")};
+    edge_compress_stats_t before = cstats();
+    struct base b = put_base(f, KEY, NULL, body, len, hs, 1, NULL, 0);
+    struct buf sent = gzip_of(body, len, 6);
+    edge_compress_job_t job = job_for(KEY, NULL, &b, len);
+    job.base_fill_id = b.fill_id + 1000; /* another version: the job is dropped */
+    job.gzip_fill_id = put_chunks(f, sent.p, sent.len, &job.gzip_num_chunks);
+    job.gzip_size = sent.len;
+    assert_int_equal(edge_compress_job_submit(&job), 0);
+    wait_jobs(f, before.jobs_done + before.jobs_dropped + before.jobs_failed + 1);
+    assert_int_equal(cstats().jobs_dropped - before.jobs_dropped, 1);
+    assert_int_equal(lookup(f, KEY, NULL, EDGE_ENC_GZIP), EDGE_STORE_NOTFOUND);
+    assert_no_live_fill(f); /* the prefilled fill id ended (ABORT): its chunks are deleted */
+    free(sent.p);
+    free(body);
+}
+
+static int setup_hot(void **state)
+{
+    setup_hot_hits = 3;
+    int rc = setup_with(state, 1, 16);
+    setup_hot_hits = EDGE_DEFAULT_COMPRESS_HOT_HITS;
+    return rc;
+}
+
+static void test_hot_hits_counted_once(void **state)
+{
+    int seq[6];
+    for (int i = 0; i != 6; ++i)
+        seq[i] = edge_compress_note_hit(1007);
+    int want[6] = {0, 0, 1, 0, 0, 0};
+    assert_memory_equal(seq, want, sizeof(want));
+    /* another object (another version of the same URL has another fill id too) counts on its own */
+    assert_int_equal(edge_compress_note_hit(1008) + edge_compress_note_hit(1008), 0);
+    assert_int_equal(edge_compress_note_hit(1008), 1);
+    assert_int_equal(edge_compress_note_hit(1008), 0);
+}
+
+static void test_hot_hits_off(void **state)
+{
+    /* the default fixture has the default threshold; a stopped pool counts nothing */
+    edge_compress_jobs_stop();
+    for (int i = 0; i != EDGE_DEFAULT_COMPRESS_HOT_HITS + 5; ++i)
+        assert_int_equal(edge_compress_note_hit(2001), 0);
+}
+
+static void test_hot_job_remakes_the_variants(void **state)
+{
+    struct fixture *f = *state;
+    const size_t len = 300 * 1024;
+    char *body = make_text(len);
+    h2o_header_t hs[] = {header(H2O_TOKEN_CONTENT_TYPE, "application/javascript"), header(H2O_TOKEN_ETAG, "\"v1\"")};
+    edge_compress_stats_t before = cstats();
+    struct base b = put_base(f, KEY, NULL, body, len, hs, 2, NULL, 0);
+    edge_compress_job_t job = job_for(KEY, NULL, &b, len);
+    assert_int_equal(edge_compress_job_submit(&job), 0);
+    wait_jobs(f, before.jobs_done + before.jobs_dropped + before.jobs_failed + 1);
+    uint64_t gz1, br1, gz2, br2;
+    struct buf g1 = variant_body(f, KEY, EDGE_ENC_GZIP, &gz1), b1 = variant_body(f, KEY, EDGE_ENC_BR, &br1);
+
+    job.hot = 1;
+    assert_int_equal(edge_compress_job_submit(&job), 0);
+    wait_jobs(f, before.jobs_done + before.jobs_dropped + before.jobs_failed + 2);
+    assert_int_equal(cstats().jobs_done - before.jobs_done, 2);
+    assert_int_equal(cstats().hot_jobs - before.hot_jobs, 1);
+    struct buf g2 = variant_body(f, KEY, EDGE_ENC_GZIP, &gz2), b2 = variant_body(f, KEY, EDGE_ENC_BR, &br2);
+    assert_true(gz2 > gz1 && br2 > br1); /* swapped in place: the same hashes hold the new versions */
+    assert_true(g2.len <= g1.len && b2.len < b1.len); /* the best levels: brotli 11 beats 5 on text */
+    struct expect ex = {"\"v1\"", "Accept-Encoding", NULL, 0};
+    check_variant(f, KEY, NULL, EDGE_ENC_GZIP, body, len, &b, &ex);
+    check_variant(f, KEY, NULL, EDGE_ENC_BR, body, len, &b, &ex);
+    edge_store_txn_t *txn;
+    size_t count;
+    assert_int_equal(edge_store_read_begin(f->store, &txn), 0);
+    assert_int_equal(edge_store_group_count(txn, b.url_hash, &count), 0);
+    edge_store_read_end(txn);
+    assert_int_equal(count, 3); /* the base and two variants, not four */
+    assert_no_live_fill(f);
+    free(g1.p), free(g2.p), free(b1.p), free(b2.p);
+    free(body);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -809,6 +1006,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stop_with_queued_jobs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_start_rejects, setup, teardown),
         cmocka_unit_test_setup_teardown(test_metrics, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_prefilled_gzip_is_stored_as_sent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_prefilled_gzip_aborted_when_the_base_is_gone, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hot_hits_counted_once, setup_hot, teardown),
+        cmocka_unit_test_setup_teardown(test_hot_hits_off, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hot_job_remakes_the_variants, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

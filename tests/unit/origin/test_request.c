@@ -28,6 +28,7 @@ struct request_case {
     const char *want[MAX_CHECKS]; /* whole header lines that must appear exactly once */
     const char *deny[MAX_CHECKS]; /* header names (lower case, with ": ") that must not appear */
     const char *if_none_match, *if_modified_since; /* the edge's own validators (revalidation) */
+    int accept_gzip;
 };
 
 static const struct request_case request_cases[] = {
@@ -122,6 +123,18 @@ static const struct request_case request_cases[] = {
      0,
      {"accept-encoding: identity", "cookie: a=b"},
      {"if-", "range: ", "accept-encoding: gzip"}},
+    {"for_cache with accept_gzip asks for gzip only, whatever the client sent",
+     "GET",
+     "/",
+     {{"accept-encoding", "br, identity;q=0"}},
+     NULL,
+     1,
+     0,
+     {"accept-encoding: gzip"},
+     {"accept-encoding: identity", "accept-encoding: br"},
+     NULL,
+     NULL,
+     1},
     {"without for_cache, conditionals pass",
      "GET",
      "/",
@@ -160,6 +173,7 @@ static h2o_iovec_t build(h2o_mem_pool_t *pool, const struct request_case *c, h2o
         .client_ip = h2o_iovec_init(H2O_STRLIT("192.0.2.1")),
         .client_is_tls = c->tls,
         .for_cache = c->for_cache,
+        .accept_gzip = c->accept_gzip,
         .if_none_match = c->if_none_match != NULL ? h2o_iovec_init(c->if_none_match, strlen(c->if_none_match))
                                                   : h2o_iovec_init(NULL, 0),
         .if_modified_since = c->if_modified_since != NULL
