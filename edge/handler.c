@@ -287,6 +287,7 @@ struct st_reader_t {
     edge_store_txn_t *txn;      /* stored source, or a fill's committed chunks */
     uint64_t fill_id;
     uint64_t body_size;         /* stored objects */
+    const void *inline_body;    /* a stored object's whole body kept in its record (valid with txn), else NULL */
     uint32_t num_chunks;
     uint64_t pos;               /* body bytes handed to h2o so far (the offset of the next byte to send) */
     uint64_t end;               /* a range: the offset after its last byte; 0: the whole body */
@@ -2254,7 +2255,14 @@ static void reader_pump(struct st_reader_t *reader)
             do_send(reader, NULL, 0, H2O_SEND_STATE_ERROR);
             return;
         }
-        if ((r = edge_store_get_chunk(reader->txn, fill_id, n, &data, &len)) != 0 || len <= off ||
+        if (reader->inline_body != NULL && n == 0) {
+            data = reader->inline_body; /* the record's copy: no second lookup */
+            len = (size_t)reader->body_size;
+            r = 0;
+        } else if ((r = edge_store_get_chunk(reader->txn, fill_id, n, &data, &len)) != 0) {
+            len = 0;
+        }
+        if (r != 0 || len <= off ||
             len > EDGE_STORE_CHUNK_SIZE || (uint64_t)n * EDGE_STORE_CHUNK_SIZE + len > body_available) {
             EDGE_METRIC_ADD(store_errors, 1);
             h2o_req_log_error(reader->req, "edge/store", "STORE_ERR chunk %" PRIu32 " of fill %" PRIu64 ": %s", n,
@@ -2836,6 +2844,7 @@ static int serve_object(h2o_req_t *req, edge_runtime_t *rt, edge_store_txn_t *tx
     reader->txn = txn;
     reader->fill_id = so->fill_id;
     reader->body_size = so->body_size;
+    reader->inline_body = so->body;
     reader->num_chunks = so->num_chunks;
     edge_store_touch(rt->store, so->fill_id);
     EDGE_METRIC_ADD(req_hit, 1);

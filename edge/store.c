@@ -43,7 +43,7 @@
  *
  * On-disk layout (named databases of one environment; integers in records are native-endian, keys
  * are big-endian so that LMDB's byte order is numeric order):
- *   "objects"  hash[32]               -> struct record_hdr + key + variant + tags + meta (version 2;
+ *   "objects"  hash[32]               -> struct record_hdr + key + variant + tags [+ small body] + meta (version 2;
  *                                        tags are [be16 len][bytes] each; version 1 records read as corrupt)
  *   "groups"   group[32] (dupsort)    -> member hash[32] (objects committed with a non-zero group)
  *   "tags"     tag bytes (dupsort)    -> member hash[32] (untagged objects are not indexed)
@@ -121,6 +121,9 @@
 #define RECORD_VERSION 2          /* object records: 2 added variant, tags, group, flags */
 #define REC_FLAG_STALE 1u
 #define REC_FLAG_MAIN 2u /* the object's FIFO entry is in "fifo_main" (else in "fifo", the small queue) */
+#define REC_FLAG_INLINE 4u /* a one-chunk body small enough to keep the record in one node is copied into the
+                              record too (between tags and meta): a hit then needs one lookup (chunk 0 stays,
+                              for readers by fill id: waiters, ranges, compression jobs) */
 
 #define MIN_READERS 126
 #define BATCH_MAX_OPS 1024 /* a commit's fdatasync costs milliseconds: small objects need many per batch */
@@ -157,7 +160,8 @@
 #define FILL_KEY_LEN 8
 
 /* The object record: this header, then key_len bytes of key, variant_len of variant, tags_len of
- * encoded tags, meta_len of meta. The first 48 bytes keep the layout of version 1. */
+ * encoded tags, (with REC_FLAG_INLINE) body_size bytes of body, meta_len of meta. The first 48 bytes keep the
+ * layout of version 1. */
 struct record_hdr {
     uint32_t magic;
     uint16_t version;
@@ -516,6 +520,12 @@ static void clear_dropped(edge_store_t *s, uint64_t fill_id)
  * Validates an object record read from LMDB.
  * @return 0 with *hdr filled, or EDGE_STORE_ECORRUPT
  */
+/* Bytes of the body copied into the record (REC_FLAG_INLINE), 0 for the others. */
+static size_t rec_inline_len(const struct record_hdr *hdr)
+{
+    return (hdr->flags & REC_FLAG_INLINE) != 0 ? (size_t)hdr->body_size : 0;
+}
+
 static int parse_record(const MDB_val *v, struct record_hdr *hdr)
 {
     if (v->mv_size < sizeof(*hdr))
@@ -523,7 +533,10 @@ static int parse_record(const MDB_val *v, struct record_hdr *hdr)
     memcpy(hdr, v->mv_data, sizeof(*hdr)); /* LMDB values are only 2-byte aligned */
     if (hdr->magic != RECORD_MAGIC || hdr->version != RECORD_VERSION || hdr->hdr_size != sizeof(*hdr))
         return EDGE_STORE_ECORRUPT;
-    if ((uint64_t)sizeof(*hdr) + hdr->key_len + hdr->variant_len + hdr->tags_len + hdr->meta_len != v->mv_size)
+    if ((hdr->flags & REC_FLAG_INLINE) != 0 && (hdr->num_chunks != 1 || hdr->body_size > v->mv_size))
+        return EDGE_STORE_ECORRUPT;
+    if ((uint64_t)sizeof(*hdr) + hdr->key_len + hdr->variant_len + hdr->tags_len + rec_inline_len(hdr) + hdr->meta_len !=
+        v->mv_size)
         return EDGE_STORE_ECORRUPT;
     if (hdr->fill_id == 0 || (hdr->num_chunks == 0 && hdr->body_size != 0) || hdr->tags_len > TAGS_MAX_BYTES)
         return EDGE_STORE_ECORRUPT;
@@ -546,9 +559,14 @@ static const uint8_t *rec_tags(const MDB_val *v, const struct record_hdr *hdr)
     return (const uint8_t *)rec_variant(v, hdr) + hdr->variant_len;
 }
 
-static const void *rec_meta(const MDB_val *v, const struct record_hdr *hdr)
+static const void *rec_inline(const MDB_val *v, const struct record_hdr *hdr)
 {
     return (const char *)rec_tags(v, hdr) + hdr->tags_len;
+}
+
+static const void *rec_meta(const MDB_val *v, const struct record_hdr *hdr)
+{
+    return (const char *)rec_inline(v, hdr) + rec_inline_len(hdr);
 }
 
 static struct obj_view rec_view(const MDB_val *v, const struct record_hdr *hdr)
@@ -1254,6 +1272,24 @@ static int apply_commit(struct wtxn *w, edge_store_op_t *op, int *result)
         w->st.ghost_hits += 1;
     }
 
+    /* a small one-chunk body goes into the record as well (REC_FLAG_INLINE), when the record still fits a node */
+    size_t base_len = sizeof(struct record_hdr) + op->key_len + op->variant_len + (size_t)tags_len + op->len;
+    char inline_body[4096];
+    size_t inline_len = 0;
+    if (op->num_chunks == 1 && op->body_size != 0 && op->body_size <= sizeof(inline_body) &&
+        base_len + op->body_size <= s->node_max) {
+        uint8_t ckey[CHUNK_KEY_LEN];
+        put_be64(ckey, op->fill_id);
+        put_be32(ckey + 8, 0);
+        MDB_val ck = {sizeof(ckey), ckey}, cv;
+        if ((rc = mdb_get(w->txn, s->dbi_chunks, &ck, &cv)) != 0 && rc != MDB_NOTFOUND)
+            return rc;
+        if (rc == 0 && cv.mv_size == op->body_size) {
+            memcpy(inline_body, cv.mv_data, cv.mv_size); /* a copy: the puts below may move pages */
+            inline_len = cv.mv_size;
+        }
+    }
+
     struct record_hdr hdr = {.magic = RECORD_MAGIC,
                              .version = RECORD_VERSION,
                              .hdr_size = sizeof(hdr),
@@ -1263,11 +1299,12 @@ static int apply_commit(struct wtxn *w, edge_store_op_t *op, int *result)
                              .fifo_seq = w->st.next_seq++,
                              .body_size = op->body_size,
                              .num_chunks = op->num_chunks,
-                             .flags = (banned == BAN_SOFT ? REC_FLAG_STALE : 0) | (to_main ? REC_FLAG_MAIN : 0),
+                             .flags = (banned == BAN_SOFT ? REC_FLAG_STALE : 0) | (to_main ? REC_FLAG_MAIN : 0) |
+                                      (inline_len != 0 ? REC_FLAG_INLINE : 0),
                              .variant_len = (uint32_t)op->variant_len,
                              .tags_len = (uint32_t)tags_len};
     memcpy(hdr.group, op->group, sizeof(hdr.group));
-    size_t rec_len = sizeof(hdr) + op->key_len + op->variant_len + (size_t)tags_len + op->len;
+    size_t rec_len = base_len + inline_len;
     v = (MDB_val){rec_len, NULL};
     if ((rc = mdb_put(w->txn, s->dbi_objects, &k, &v, MDB_RESERVE)) != 0)
         return rc;
@@ -1283,6 +1320,9 @@ static int apply_commit(struct wtxn *w, edge_store_op_t *op, int *result)
     if (tags_len != 0)
         memcpy(p, tags, (size_t)tags_len);
     p += tags_len;
+    if (inline_len != 0)
+        memcpy(p, inline_body, inline_len);
+    p += inline_len;
     if (op->len != 0)
         memcpy(p, op->data, op->len);
     uint64_t rec_charge = charge(s, EDGE_STORE_HASH_LEN, rec_len);
@@ -1568,7 +1608,7 @@ static int apply_update_meta(struct wtxn *w, edge_store_op_t *op, int *result)
     struct obj_view view = rec_view(&v, &hdr);
     int still_stale = s->wbans_n != 0 && writer_check_bans(s, hdr.fill_id, cutoff, &view) != BAN_NONE;
 
-    size_t prefix = sizeof(hdr) + hdr.key_len + hdr.variant_len + hdr.tags_len, old_len = v.mv_size;
+    size_t prefix = sizeof(hdr) + hdr.key_len + hdr.variant_len + hdr.tags_len + rec_inline_len(&hdr), old_len = v.mv_size;
     char *buf = malloc(prefix); /* the old record's page may be reused by the put */
     if (buf == NULL)
         return ENOMEM;
@@ -2824,6 +2864,7 @@ int edge_store_get(edge_store_txn_t *txn, const uint8_t hash[EDGE_STORE_HASH_LEN
     memcpy(out->group, hdr.group, sizeof(out->group));
     out->tags = rec_tags(&v, &hdr);
     out->tags_len = hdr.tags_len;
+    out->body = (hdr.flags & REC_FLAG_INLINE) != 0 ? rec_inline(&v, &hdr) : NULL;
     out->stale_flag = (hdr.flags & REC_FLAG_STALE) != 0;
     out->soft_purged = out->stale_flag || banned == BAN_SOFT;
     return 0;

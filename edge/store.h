@@ -110,6 +110,8 @@ typedef struct st_edge_store_object_t {
     uint8_t group[EDGE_STORE_HASH_LEN]; /* the group given to COMMIT (zero-filled: none) */
     const void *tags; /* the encoded tags: walk them with edge_store_object_next_tag */
     size_t tags_len;
+    const void *body; /* the whole body (body_size bytes, the same as chunk 0) when it is small enough to be kept in
+                         the record too: one lookup serves it; NULL otherwise (read the chunks) */
     unsigned stale_flag : 1;  /* the persisted stale flag (set by a soft purge, cleared by UPDATE_META) */
     unsigned soft_purged : 1; /* treat as stale: the stale flag is set, or a live soft ban matches */
 } edge_store_object_t;

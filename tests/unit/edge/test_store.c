@@ -1485,6 +1485,52 @@ static int update_meta(edge_store_t *s, const char *key, uint64_t fill_id, uint6
     return submit_sync(s, &op);
 }
 
+/* A small one-chunk body is also kept in the record (one lookup per hit); it survives every record rewrite (a new
+ * head, the soft-purge flag, a reopen); larger or several-chunk bodies are not inlined. */
+static void test_inline_body(void **state)
+{
+    struct fixture *f = *state;
+    edge_store_object_t obj;
+    edge_store_txn_t *txn;
+    char *small = make_body(1000, 11), *big = make_body(3000, 12);
+    put_object(f->store, "http://a.test/small", "m1", small, 1000, EDGE_STORE_CHUNK_SIZE);
+    put_object(f->store, "http://a.test/big", "m1", big, 3000, EDGE_STORE_CHUNK_SIZE); /* the record would not fit a node */
+    put_object(f->store, "http://a.test/two", "m1", small, 1000, 600);                   /* two chunks */
+    assert_int_equal(lookup(f->store, "http://a.test/big", &obj), 0);
+    assert_null(obj.body);
+    assert_int_equal(lookup(f->store, "http://a.test/two", &obj), 0);
+    assert_null(obj.body);
+
+    uint8_t hash[EDGE_STORE_HASH_LEN];
+    edge_store_hash("http://a.test/small", strlen("http://a.test/small"), hash);
+    for (int step = 0; step != 4; ++step) {
+        if (step == 1)
+            assert_int_equal(update_meta(f->store, "http://a.test/small", obj.fill_id, 0, "a longer head, m2"), 0);
+        if (step == 2) {
+            assert_int_equal(ban(f->store, EDGE_STORE_BAN_URL, "http://a.test/small", 1, NULL), 0);
+            edge_store_wait_idle(f->store); /* the sweeper sets the stale flag: a record rewrite */
+        }
+        if (step == 3)
+            reopen(f, 16 * MiB, 0);
+        assert_int_equal(edge_store_read_begin(f->store, &txn), 0);
+        assert_int_equal(edge_store_get(txn, hash, &obj), 0);
+        assert_non_null(obj.body);
+        assert_int_equal(obj.body_size, 1000);
+        assert_memory_equal(obj.body, small, 1000);
+        if (step >= 1)
+            assert_memory_equal(obj.meta, "a longer head, m2", obj.meta_len);
+        if (step >= 2)
+            assert_true(obj.stale_flag);
+        const void *data;
+        size_t len;
+        assert_int_equal(edge_store_get_chunk(txn, obj.fill_id, 0, &data, &len), 0); /* chunk 0 stays */
+        assert_int_equal(len, 1000);
+        edge_store_read_end(txn);
+    }
+    free(small);
+    free(big);
+}
+
 static void test_update_meta(void **state)
 {
     struct fixture *f = *state;
@@ -1758,6 +1804,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_replace, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queued_bytes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_inline_body, setup, teardown),
         cmocka_unit_test_setup_teardown(test_abort, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_incomplete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fill_ids_monotonic, setup, teardown),
