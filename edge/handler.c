@@ -1733,7 +1733,8 @@ static void gz_submit_cur(struct st_fill_t *fill)
 /* Keeps the origin's gzip bytes as they came (the future gzip variant). */
 static void gz_append(struct st_fill_t *fill, const char *bytes, size_t len)
 {
-    if (fill->gz_bytes + len > fill->thread->rt->conf->cache.max_object_size_bytes) {
+    if (!fill->storing || fill->gz_bytes + len > fill->thread->rt->conf->cache.max_object_size_bytes) {
+        /* the base is not stored after all (too big, the store busy, a store error): neither is its gzip */
         gz_discard(fill);
         return;
     }
