@@ -678,12 +678,12 @@ static void waiter_unref(struct st_waiter_t *w)
         free(w);
 }
 
-/* Stops storing a fill (too large, store failure, origin error). Chunks already submitted are
- * deleted by the ABORT submitted when the fill is destroyed. */
 static int fill_is_gzip(const struct st_fill_t *fill);
 static int readers_take_gzip(struct st_fill_t *fill);
 static void fill_start_gunzip(struct st_fill_t *fill, int storing);
 
+/* Stops storing a fill (too large, store failure, origin error). Chunks already submitted are
+ * deleted by the ABORT submitted when the fill is destroyed. */
 static void fill_stop_storing(struct st_fill_t *fill, uint64_t *counter)
 {
     if (!fill->storing)
