@@ -2722,9 +2722,10 @@ static void on_barrier_done(edge_store_op_t *op, int result)
     pthread_mutex_unlock(&s->mutex);
 }
 
-void edge_store_flush(edge_store_t *store)
+/* Submits a barrier op (OP_BARRIER or OP_IDLE) and blocks until the writer completes it. */
+static void wait_barrier(edge_store_t *store, edge_store_op_kind_t kind)
 {
-    struct barrier b = {.op = {.kind = OP_BARRIER, .on_done = on_barrier_done, .data_owner = store}};
+    struct barrier b = {.op = {.kind = kind, .on_done = on_barrier_done, .data_owner = store}};
 
     edge_store_submit(store, &b.op);
     pthread_mutex_lock(&store->mutex);
@@ -2733,15 +2734,14 @@ void edge_store_flush(edge_store_t *store)
     pthread_mutex_unlock(&store->mutex);
 }
 
+void edge_store_flush(edge_store_t *store)
+{
+    wait_barrier(store, OP_BARRIER);
+}
+
 void edge_store_wait_idle(edge_store_t *store)
 {
-    struct barrier b = {.op = {.kind = OP_IDLE, .on_done = on_barrier_done, .data_owner = store}};
-
-    edge_store_submit(store, &b.op);
-    pthread_mutex_lock(&store->mutex);
-    while (!b.done)
-        pthread_cond_wait(&store->flush_cond, &store->mutex);
-    pthread_mutex_unlock(&store->mutex);
+    wait_barrier(store, OP_IDLE);
 }
 
 uint64_t edge_store_queued_bytes(edge_store_t *store)

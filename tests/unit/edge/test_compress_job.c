@@ -202,6 +202,32 @@ static char *make_random(size_t len)
     return p;
 }
 
+/* Writes bytes as the chunks of a new fill id, without a COMMIT (a base's body, or the origin's gzip as the fill
+ * writes it). */
+static uint64_t put_chunks(struct fixture *f, const char *bytes, size_t len, uint32_t *num_chunks)
+{
+    uint64_t fill_id = edge_store_new_fill_id(f->store);
+    *num_chunks = (uint32_t)((len + EDGE_STORE_CHUNK_SIZE - 1) / EDGE_STORE_CHUNK_SIZE);
+    struct done_op *ops = calloc(*num_chunks, sizeof(*ops));
+    for (uint32_t n = 0; n != *num_chunks; ++n) {
+        size_t off = (size_t)n * EDGE_STORE_CHUNK_SIZE;
+        ops[n].op = (edge_store_op_t){.kind = EDGE_STORE_OP_CHUNK,
+                                      .fill_id = fill_id,
+                                      .chunk_index = n,
+                                      .data = bytes + off,
+                                      .len = len - off < EDGE_STORE_CHUNK_SIZE ? len - off : EDGE_STORE_CHUNK_SIZE,
+                                      .on_done = on_done};
+        edge_store_submit(f->store, &ops[n].op);
+    }
+    edge_store_flush(f->store);
+    for (uint32_t n = 0; n != *num_chunks; ++n) {
+        assert_int_equal(ops[n].called, 1);
+        assert_int_equal(ops[n].result, 0);
+    }
+    free(ops);
+    return fill_id;
+}
+
 struct base {
     uint8_t hash[EDGE_STORE_HASH_LEN];
     uint8_t url_hash[EDGE_STORE_HASH_LEN];
@@ -222,23 +248,12 @@ static struct base put_base(struct fixture *f, const char *key, const char *vari
         edge_store_variant_hash(key, strlen(key), variant, strlen(variant), b.hash);
     else
         memcpy(b.hash, b.url_hash, sizeof(b.hash));
-    b.fill_id = edge_store_new_fill_id(f->store);
-    b.num_chunks = (uint32_t)((len + EDGE_STORE_CHUNK_SIZE - 1) / EDGE_STORE_CHUNK_SIZE);
-    struct done_op *ops = calloc(b.num_chunks + 1, sizeof(*ops));
+    b.fill_id = put_chunks(f, body, len, &b.num_chunks);
+    struct done_op d = {0};
     size_t tag_lens[8];
     for (size_t i = 0; i != num_tags; ++i)
         tag_lens[i] = strlen(tags[i]);
-    for (uint32_t n = 0; n != b.num_chunks; ++n) {
-        size_t off = (size_t)n * EDGE_STORE_CHUNK_SIZE;
-        ops[n].op = (edge_store_op_t){.kind = EDGE_STORE_OP_CHUNK,
-                                      .fill_id = b.fill_id,
-                                      .chunk_index = n,
-                                      .data = body + off,
-                                      .len = len - off < EDGE_STORE_CHUNK_SIZE ? len - off : EDGE_STORE_CHUNK_SIZE,
-                                      .on_done = on_done};
-        edge_store_submit(f->store, &ops[n].op);
-    }
-    edge_store_op_t *c = &ops[b.num_chunks].op;
+    edge_store_op_t *c = &d.op;
     *c = (edge_store_op_t){.kind = EDGE_STORE_OP_COMMIT,
                            .fill_id = b.fill_id,
                            .data = b.meta.base,
@@ -257,11 +272,8 @@ static struct base put_base(struct fixture *f, const char *key, const char *vari
     memcpy(c->group, b.url_hash, sizeof(b.url_hash));
     edge_store_submit(f->store, c);
     edge_store_flush(f->store);
-    for (uint32_t n = 0; n <= b.num_chunks; ++n) {
-        assert_int_equal(ops[n].called, 1);
-        assert_int_equal(ops[n].result, 0);
-    }
-    free(ops);
+    assert_int_equal(d.called, 1);
+    assert_int_equal(d.result, 0);
     return b;
 }
 
@@ -829,29 +841,6 @@ static struct buf gzip_of(const char *body, size_t len, int level)
     return out;
 }
 
-/* Writes bytes as the chunks of a new fill id (as the fill writes the origin's gzip), without a COMMIT. */
-static uint64_t put_chunks(struct fixture *f, const char *bytes, size_t len, uint32_t *num_chunks)
-{
-    uint64_t fill_id = edge_store_new_fill_id(f->store);
-    *num_chunks = (uint32_t)((len + EDGE_STORE_CHUNK_SIZE - 1) / EDGE_STORE_CHUNK_SIZE);
-    struct done_op *ops = calloc(*num_chunks, sizeof(*ops));
-    for (uint32_t n = 0; n != *num_chunks; ++n) {
-        size_t off = (size_t)n * EDGE_STORE_CHUNK_SIZE;
-        ops[n].op = (edge_store_op_t){.kind = EDGE_STORE_OP_CHUNK,
-                                      .fill_id = fill_id,
-                                      .chunk_index = n,
-                                      .data = bytes + off,
-                                      .len = len - off < EDGE_STORE_CHUNK_SIZE ? len - off : EDGE_STORE_CHUNK_SIZE,
-                                      .on_done = on_done};
-        edge_store_submit(f->store, &ops[n].op);
-    }
-    edge_store_flush(f->store);
-    for (uint32_t n = 0; n != *num_chunks; ++n)
-        assert_int_equal(ops[n].result, 0);
-    free(ops);
-    return fill_id;
-}
-
 /* The stored body of a variant, copied out. */
 static struct buf variant_body(struct fixture *f, const char *key, edge_encoding_t enc, uint64_t *fill_id)
 {
@@ -948,12 +937,26 @@ static void test_hot_hits_counted_once(void **state)
     assert_int_equal(edge_compress_note_hit(1008), 0);
 }
 
+static int setup_hot_off(void **state)
+{
+    setup_hot_hits = 0;
+    int rc = setup_with(state, 1, 16);
+    setup_hot_hits = EDGE_DEFAULT_COMPRESS_HOT_HITS;
+    return rc;
+}
+
+/* compress.hot_hits: 0 never counts; a stopped pool neither */
 static void test_hot_hits_off(void **state)
 {
-    /* the default fixture has the default threshold; a stopped pool counts nothing */
-    edge_compress_jobs_stop();
     for (int i = 0; i != EDGE_DEFAULT_COMPRESS_HOT_HITS + 5; ++i)
         assert_int_equal(edge_compress_note_hit(2001), 0);
+}
+
+static void test_hot_hits_stopped_pool(void **state)
+{
+    edge_compress_jobs_stop();
+    for (int i = 0; i != EDGE_DEFAULT_COMPRESS_HOT_HITS + 5; ++i)
+        assert_int_equal(edge_compress_note_hit(2002), 0);
 }
 
 static void test_hot_job_remakes_the_variants(void **state)
@@ -1009,7 +1012,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_prefilled_gzip_is_stored_as_sent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prefilled_gzip_aborted_when_the_base_is_gone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hot_hits_counted_once, setup_hot, teardown),
-        cmocka_unit_test_setup_teardown(test_hot_hits_off, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hot_hits_off, setup_hot_off, teardown),
+        cmocka_unit_test_setup_teardown(test_hot_hits_stopped_pool, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hot_job_remakes_the_variants, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
