@@ -25,12 +25,16 @@
  * - edge_compress_jobs_stop drops queued jobs and joins the workers after their running job: the store must
  *   still be open then (main stops the pool before edge_store_close).
  */
+#define _GNU_SOURCE /* pthread_setname_np, gettid */
 #define H2O_USE_LIBUV 0
 #include <assert.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 #include "h2o.h"
 #include "edge/compress_job.h"
 #include "edge/object.h"
@@ -593,6 +597,11 @@ Release:
 
 static void *worker_main(void *arg)
 {
+    /* background work: where a worker and an event loop share a CPU, the loop comes first (Linux: the nice value
+     * is per thread). A hot job (brotli 11) otherwise takes whole time slices from the hits of its loop. */
+    pthread_setname_np(pthread_self(), "cdn-compress");
+    if (setpriority(PRIO_PROCESS, (id_t)gettid(), EDGE_COMPRESS_NICE) != 0)
+        fprintf(stderr, "cdn-edge: compress: cannot lower the workers' priority: %s\n", strerror(errno));
     for (;;) {
         pthread_mutex_lock(&pool.mutex);
         while (!pool.stopping && pool.head == NULL)

@@ -17,7 +17,8 @@
  *
  * Threads: submit from any thread; jobs run on the pool's threads, which block on the store (bounded
  * chunks in flight) but never on an event loop. The queue is bounded; a full queue drops the job
- * (counted). edge_compress_jobs_stop runs before edge_store_close.
+ * (counted). edge_compress_jobs_stop runs before edge_store_close. The workers are named "cdn-compress"
+ * and run at nice EDGE_COMPRESS_NICE: on a busy CPU the event loops' hits come first.
  */
 #ifndef EDGE_COMPRESS_JOB_H
 #define EDGE_COMPRESS_JOB_H
@@ -30,6 +31,7 @@
 #include "edge/store.h"
 
 #define EDGE_COMPRESS_VARIANT_SEP '\x01'
+#define EDGE_COMPRESS_NICE 10 /* the workers' nice value (a CFS weight about a tenth of a loop's) */
 
 typedef struct st_edge_compress_job_t {
     const char *key; /* the URL key */

@@ -13,11 +13,13 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -995,10 +997,61 @@ static void test_hot_job_remakes_the_variants(void **state)
     free(body);
 }
 
+/* The nice value of this process's threads named `name`, each into nices[]. @return how many were found */
+static int thread_nices(const char *name, int *nices, int max)
+{
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *e;
+    int n = 0;
+    assert_non_null(d);
+    while ((e = readdir(d)) != NULL && n < max) {
+        char path[300], buf[1024];
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
+        FILE *fp = fopen(path, "r");
+        if (fp == NULL)
+            continue;
+        int named = fgets(buf, sizeof(buf), fp) != NULL && strncmp(buf, name, strlen(name)) == 0 && buf[strlen(name)] == '\n';
+        fclose(fp);
+        snprintf(path, sizeof(path), "/proc/self/task/%s/stat", e->d_name);
+        if (!named || (fp = fopen(path, "r")) == NULL)
+            continue;
+        size_t len = fread(buf, 1, sizeof(buf) - 1, fp);
+        fclose(fp);
+        buf[len] = '\0';
+        /* proc(5): after "pid (comm) " come the fields from 3 (state) on; the nice value is field 19 */
+        char *p = strrchr(buf, ')'), *save = NULL, *tok = NULL;
+        assert_non_null(p);
+        tok = strtok_r(p + 1, " ", &save);
+        for (int field = 3; field < 19 && tok != NULL; ++field)
+            tok = strtok_r(NULL, " ", &save);
+        assert_non_null(tok);
+        nices[n++] = atoi(tok);
+    }
+    closedir(d);
+    return n;
+}
+
+/* The workers are background work: named, and below the event loops' priority. */
+static void test_workers_yield_to_loops(void **state)
+{
+    int nices[8], n = 0;
+    for (int i = 0; i < 200; ++i) { /* a worker lowers its own priority as it starts */
+        if ((n = thread_nices("cdn-compress", nices, 8)) == 1 && nices[0] == EDGE_COMPRESS_NICE)
+            break;
+        usleep(10000);
+    }
+    assert_int_equal(n, 1); /* setup starts one */
+    assert_int_equal(nices[0], EDGE_COMPRESS_NICE);
+    assert_int_equal(getpriority(PRIO_PROCESS, (id_t)gettid()), 0); /* the caller's thread is untouched */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_variant_string, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_workers_yield_to_loops, setup, teardown),
         cmocka_unit_test_setup_teardown(test_object_versions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_variants_stored, setup, teardown),
         cmocka_unit_test_setup_teardown(test_variant_heads, setup, teardown),
