@@ -2867,6 +2867,22 @@ static int serve_object(h2o_req_t *req, edge_runtime_t *rt, edge_store_txn_t *tx
     return 0;
 }
 
+/* Hits on a loop thread share one store snapshot while no commit lands (edge_store_read_begin_shared); it is given
+ * back at the end of each loop iteration (a zero timeout runs after the iteration's I/O), so an idle thread pins
+ * no old snapshot. */
+static void on_snapshot_release(h2o_timeout_entry_t *entry)
+{
+    edge_store_read_release_shared();
+}
+
+static int hit_read_begin(edge_store_t *store, edge_store_txn_t **txn)
+{
+    edge_thread_t *th = edge_this_thread;
+    if (!h2o_timeout_is_linked(&th->snapshot_release))
+        h2o_timeout_link(th->loop, &th->ctx.zero_timeout, &th->snapshot_release);
+    return edge_store_read_begin_shared(store, txn);
+}
+
 /**
  * Looks the request up and serves it when the store can (RFC 9111 §4): fresh, allowed stale
  * (max-stale, stale-while-revalidate with one background revalidation), or answers 504 for
@@ -2881,7 +2897,7 @@ static int try_hit(h2o_req_t *req, edge_runtime_t *rt, h2o_iovec_t key, const ui
     int r;
 
     memcpy(stale->hash, hash, EDGE_STORE_HASH_LEN);
-    if ((r = edge_store_read_begin(rt->store, &txn)) != 0) {
+    if ((r = hit_read_begin(rt->store, &txn)) != 0) {
         EDGE_METRIC_ADD(store_errors, 1);
         h2o_req_log_error(req, "edge/store", "STORE_ERR read_begin: %s", edge_store_strerror(r));
         send_error(req, 503, "cdn-edge; fwd=miss; detail=store-busy", "the cache is busy, try again");
@@ -3089,6 +3105,7 @@ void edge_handler_thread_init(edge_thread_t *th)
     h2o_multithread_register_receiver(th->ctx.queue, &th->store_receiver, on_store_messages);
     h2o_multithread_register_receiver(th->ctx.queue, &th->fill_receiver, on_waiter_messages);
     h2o_timeout_init(th->ctx.loop, &th->write_timeout, th->rt->conf->write_timeout_ms);
+    th->snapshot_release.cb = on_snapshot_release;
 }
 
 void edge_handler_thread_dispose(edge_thread_t *th)
@@ -3096,4 +3113,6 @@ void edge_handler_thread_dispose(edge_thread_t *th)
     h2o_multithread_unregister_receiver(th->ctx.queue, &th->store_receiver);
     h2o_multithread_unregister_receiver(th->ctx.queue, &th->fill_receiver);
     h2o_timeout_dispose(th->ctx.loop, &th->write_timeout);
+    h2o_timeout_unlink(&th->snapshot_release);
+    edge_store_read_release_shared();
 }

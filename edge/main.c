@@ -256,6 +256,7 @@ static void *worker_main(void *arg)
     if (th->inflight_requests != 0 || th->live_fills != 0)
         fprintf(stderr, "cdn-edge: worker %u: drain deadline passed with %zu requests and %zu fills in flight\n",
                 th->index, th->inflight_requests, th->live_fills);
+    edge_store_read_release_shared(); /* requests still in flight keep theirs until the store closes */
     return NULL;
 }
 

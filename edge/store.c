@@ -347,7 +347,14 @@ struct st_edge_store_txn_t {
     MDB_txn *txn;          /* NULL until first begun; reset (no snapshot) while in the pool */
     struct ban_list *bans; /* a reference to the ban list this txn last saw, or NULL */
     uint32_t next;         /* atomic: pool link (index + 1 of the next free handle, 0 at the end) */
+    /* a thread's shared snapshot (edge_store_read_begin_shared; touched by that thread only): */
+    uint32_t shared_uses; /* begun and not yet ended uses */
+    int shared;           /* handed out by edge_store_read_begin_shared and not ended yet */
+    uint64_t commits;     /* pub.commits read before the snapshot was taken */
 } __attribute__((aligned(64))); /* one cache line each: handles in use on different threads share none */
+
+/* The snapshot edge_store_read_begin_shared hands out on this thread while no commit lands, or NULL. */
+static __thread edge_store_txn_t *thread_snapshot;
 
 struct wtxn {
     edge_store_t *s;
@@ -968,7 +975,8 @@ static int wtxn_commit(struct wtxn *w)
     __atomic_store_n(&s->pub.ghost_hits, s->w.ghost_hits, __ATOMIC_RELAXED);
     __atomic_store_n(&s->pub.swept_fills, s->w.swept_fills, __ATOMIC_RELAXED);
     __atomic_store_n(&s->pub.dropped_fills, s->w.dropped_fills, __ATOMIC_RELAXED);
-    __atomic_fetch_add(&s->pub.commits, 1, __ATOMIC_RELAXED);
+    /* after the commit: a shared snapshot taken before it is not reused once this is seen (read_begin_shared) */
+    __atomic_fetch_add(&s->pub.commits, 1, __ATOMIC_RELEASE);
     return 0;
 }
 
@@ -2695,6 +2703,8 @@ void edge_store_close(edge_store_t *store)
     int rc = mdb_env_sync(store->env, 1);
     if (rc != 0)
         log_error("CLOSE_ERR path=%s detail=\"sync: %s\"", store->path, mdb_strerror(rc));
+    if (thread_snapshot != NULL && thread_snapshot->store == store)
+        thread_snapshot = NULL; /* the closing thread's own (other threads released theirs); aborted below */
     txn_pool_dispose(store);
     mdb_env_close(store->env);
     ban_list_release(store->bans_cur);
@@ -2799,9 +2809,59 @@ int edge_store_read_begin(edge_store_t *store, edge_store_txn_t **txn)
     return 0;
 }
 
+/*
+ * Shared snapshots: a loop thread serving hits begins and ends a read txn per request; while no commit lands,
+ * every one of them would see the same snapshot, so they share one (one mdb_txn_renew, and one lookup of each
+ * named database's root, per commit or per loop iteration instead of per request). `pub.commits` is read before
+ * the snapshot is taken and compared on each begin: a commit that completed before a begin is always seen (the
+ * counter is bumped after mdb_txn_commit, before the ops' completions run). Bans need nothing more: edge_store_get
+ * compares the txn's ban list with the current one on every call.
+ */
+int edge_store_read_begin_shared(edge_store_t *store, edge_store_txn_t **txn)
+{
+    edge_store_txn_t *t = thread_snapshot;
+    uint64_t commits = __atomic_load_n(&store->pub.commits, __ATOMIC_ACQUIRE);
+    int rc;
+
+    if (t != NULL) {
+        if (t->store == store && t->commits == commits) {
+            ++t->shared_uses;
+            *txn = t;
+            return 0;
+        }
+        edge_store_read_release_shared(); /* out of date: ended now, or by its last user */
+    }
+    if ((rc = edge_store_read_begin(store, &t)) != 0)
+        return rc;
+    t->shared = 1;
+    t->shared_uses = 1;
+    t->commits = commits;
+    thread_snapshot = t;
+    *txn = t;
+    return 0;
+}
+
+void edge_store_read_release_shared(void)
+{
+    edge_store_txn_t *t = thread_snapshot;
+    if (t == NULL)
+        return;
+    thread_snapshot = NULL;
+    if (t->shared_uses == 0) {
+        t->shared = 0;
+        edge_store_read_end(t);
+    }
+}
+
 void edge_store_read_end(edge_store_txn_t *txn)
 {
     edge_store_t *s = txn->store;
+    if (txn->shared) {
+        /* the thread's current snapshot stays for the next begin; one released meanwhile ends with its last use */
+        if (--txn->shared_uses != 0 || txn == thread_snapshot)
+            return;
+        txn->shared = 0;
+    }
     mdb_txn_reset(txn->txn);
     /* keep the reference if it is to the current list: the next get then needs no mutex. A list
      * replaced later stays alive until the handle is reused or the store closes (one per idle handle) */

@@ -235,6 +235,19 @@ int edge_store_read_begin(edge_store_t *store, edge_store_txn_t **txn);
 void edge_store_read_end(edge_store_txn_t *txn);
 
 /**
+ * Like edge_store_read_begin, for a thread that begins many short reads (an event loop serving hits): while
+ * no commit has completed since, every call on this thread returns the same snapshot (one txn renewal per
+ * commit instead of one per call). Each call is ended by edge_store_read_end as usual. The thread must call
+ * edge_store_read_release_shared often (each loop iteration): a kept snapshot pins the pages it sees, delays
+ * the retirement of bans (see edge_store_get) and its reader slot is not free, and it must release it before
+ * the store closes. One shared snapshot per thread: a call for another store releases the first one's.
+ * @return as edge_store_read_begin
+ */
+int edge_store_read_begin_shared(edge_store_t *store, edge_store_txn_t **txn);
+/** Gives this thread's shared snapshot back: ended now, or by edge_store_read_end of its last use. */
+void edge_store_read_release_shared(void);
+
+/**
  * Looks up the object stored under `hash`. Pointers in `out` point into the map and stay valid
  * until edge_store_read_end(txn). The object is checked against the live bans that apply to it
  * (watermark > its fill_id): a matching hard ban makes it a miss (counted in ban_hits); a matching

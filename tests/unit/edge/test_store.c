@@ -1795,6 +1795,77 @@ static void test_txn_reuse_bans(void **state)
     edge_store_read_end(t);
 }
 
+/* Shared snapshots (edge_store_read_begin_shared): one handle for every begin on the thread while no commit lands; a
+ * commit makes the next begin take a snapshot that sees it while the old one stays valid for its users and ends with
+ * the last of them; release ends an unused one at once, and until then it holds bans live like any old reader. */
+static void test_shared_snapshot(void **state)
+{
+    struct fixture *f = *state;
+    edge_store_txn_t *a, *b, *c, *d;
+
+    reopen(f, 16 * MiB, 1);
+    uint64_t f1 = put_object(f->store, "http://a.test/k", "m1", "x", 1, 16);
+    assert_int_equal(edge_store_read_begin_shared(f->store, &a), 0);
+    assert_int_equal(edge_store_read_begin_shared(f->store, &b), 0);
+    assert_ptr_equal(b, a);
+    assert_int_equal(get_fill(a, "http://a.test/k"), f1);
+    edge_store_read_end(a);
+    edge_store_read_end(b);
+    assert_int_equal(edge_store_read_begin_shared(f->store, &b), 0); /* kept once its uses ended */
+    assert_ptr_equal(b, a);
+
+    uint64_t f2 = put_object(f->store, "http://a.test/k", "m2", "y", 1, 16);
+    assert_int_equal(edge_store_read_begin_shared(f->store, &c), 0);
+    assert_ptr_not_equal(c, a);
+    assert_int_equal(get_fill(c, "http://a.test/k"), f2);
+    assert_int_equal(get_fill(a, "http://a.test/k"), f1); /* the old snapshot, still in use */
+    edge_store_read_end(a); /* its last use: ended and back in the pool, whose next begin renews it */
+    assert_int_equal(edge_store_read_begin(f->store, &d), 0);
+    assert_ptr_equal(d, a);
+    assert_int_equal(get_fill(d, "http://a.test/k"), f2);
+    edge_store_read_end(d);
+
+    /* released while in use: the next begin takes another; the released one ends with its last use */
+    edge_store_read_release_shared();
+    assert_int_equal(edge_store_read_begin_shared(f->store, &d), 0);
+    assert_ptr_not_equal(d, c);
+    assert_int_equal(get_fill(c, "http://a.test/k"), f2);
+    edge_store_read_end(c);
+    assert_int_equal(edge_store_read_begin(f->store, &a), 0);
+    assert_ptr_equal(a, c);
+    edge_store_read_end(a);
+    edge_store_read_end(d);
+
+    /* kept unused, the snapshot is an old reader: a ban waits for its release */
+    assert_int_equal(ban(f->store, EDGE_STORE_BAN_URL, "http://a.test/k", 0, NULL), 0);
+    edge_store_wait_idle(f->store);
+    assert_int_equal(stats(f->store).objects, 0);
+    assert_int_equal(stats(f->store).bans_live, 1);
+    edge_store_read_release_shared();
+    edge_store_wait_idle(f->store);
+    assert_int_equal(stats(f->store).bans_live, 0);
+
+    /* many cycles end every snapshot they take (test_txn_reuse_readers_full: a leak would exhaust the slots) */
+    for (int i = 0; i < 5000; ++i) {
+        assert_int_equal(edge_store_read_begin_shared(f->store, &a), 0);
+        if (i % 100 == 0)
+            put_object(f->store, "http://a.test/n", "m", "z", 1, 16);
+        assert_int_equal(edge_store_read_begin_shared(f->store, &b), 0);
+        edge_store_read_end(a);
+        if (i % 7 == 0)
+            edge_store_read_release_shared();
+        edge_store_read_end(b);
+    }
+    edge_store_read_release_shared();
+    enum { SLOTS = 126 }; /* what reopen(f, .., 1) leaves, as in test_txn_reuse_readers_full */
+    edge_store_txn_t *all[SLOTS];
+    for (int i = 0; i < SLOTS; ++i)
+        assert_int_equal(edge_store_read_begin(f->store, &all[i]), 0);
+    assert_int_equal(edge_store_read_begin(f->store, &a), EDGE_STORE_EREADERS);
+    for (int i = 0; i < SLOTS; ++i)
+        edge_store_read_end(all[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1834,6 +1905,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_txn_reuse_readers_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_txn_reuse_across_threads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_txn_reuse_bans, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_shared_snapshot, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
