@@ -3004,6 +3004,75 @@ static int request_only_if_cached(h2o_req_t *req)
     return cc.only_if_cached;
 }
 
+/*
+ * The key, forwarded path and store hash of the request targets a thread saw last (direct-mapped, per thread): a
+ * target seen before skips edge_request_key and SHA-256, pure functions of the scheme, authority, raw path and the
+ * config. A slot is used only when all three match byte for byte; targets longer than KEY_CACHE_MAX_TARGET are
+ * keyed every time. Fixed memory: KEY_CACHE_SLOTS * sizeof(struct st_key_slot_t) per worker thread (~84 KiB).
+ */
+#define KEY_CACHE_SLOTS 128
+#define KEY_CACHE_MAX_TARGET 200 /* authority + raw path */
+struct st_key_slot_t {
+    uint8_t used, https;
+    uint16_t authority_len, raw_len, key_len, path_len;
+    uint8_t hash[EDGE_STORE_HASH_LEN];
+    /* authority, raw path, key, path; the key is at most the scheme, "://" and the target, the path at most the raw path */
+    char bytes[KEY_CACHE_MAX_TARGET + (8 + KEY_CACHE_MAX_TARGET) + KEY_CACHE_MAX_TARGET];
+};
+
+static h2o_iovec_t pool_dup(h2o_mem_pool_t *pool, const char *s, size_t len)
+{
+    char *d = h2o_mem_alloc_pool(pool, len + 1);
+    memcpy(d, s, len);
+    d[len] = '\0';
+    return h2o_iovec_init(d, len);
+}
+
+/* edge_request_key and edge_store_hash of the key, through this thread's cache. @return 0, or -1 (400) */
+static int request_key_hash(const edge_runtime_t *rt, h2o_req_t *req, h2o_iovec_t *key, h2o_iovec_t *path,
+                            uint8_t hash[EDGE_STORE_HASH_LEN])
+{
+    h2o_iovec_t a = req->authority, r = req->path;
+    uint8_t https = req->scheme == &H2O_URL_SCHEME_HTTPS;
+    struct st_key_slot_t *slot = NULL, *key_cache = edge_this_thread->key_cache;
+    if (a.len + r.len <= KEY_CACHE_MAX_TARGET &&
+        (key_cache != NULL || (key_cache = edge_this_thread->key_cache = calloc(KEY_CACHE_SLOTS, sizeof(*key_cache))) != NULL)) {
+        uint64_t h = 14695981039346656037u; /* FNV-1a */
+        for (size_t i = 0; i != r.len; ++i)
+            h = (h ^ (uint8_t)r.base[i]) * 1099511628211u;
+        for (size_t i = 0; i != a.len; ++i)
+            h = (h ^ (uint8_t)a.base[i]) * 1099511628211u;
+        slot = key_cache + (h ^ https) % KEY_CACHE_SLOTS;
+        if (slot->used && slot->https == https && slot->authority_len == a.len && slot->raw_len == r.len &&
+            memcmp(slot->bytes, a.base, a.len) == 0 && memcmp(slot->bytes + a.len, r.base, r.len) == 0) {
+            const char *k = slot->bytes + a.len + r.len;
+            *key = pool_dup(&req->pool, k, slot->key_len);
+            *path = pool_dup(&req->pool, k + slot->key_len, slot->path_len);
+            memcpy(hash, slot->hash, EDGE_STORE_HASH_LEN);
+            return 0;
+        }
+    }
+    if (edge_request_key(rt, &req->pool, req->scheme->name, a, r, key, path) != 0)
+        return -1;
+    edge_store_hash(key->base, key->len, hash);
+    if (slot != NULL && key->len <= 8 + KEY_CACHE_MAX_TARGET && path->len <= KEY_CACHE_MAX_TARGET) {
+        slot->used = 1;
+        slot->https = https;
+        slot->authority_len = (uint16_t)a.len;
+        slot->raw_len = (uint16_t)r.len;
+        slot->key_len = (uint16_t)key->len;
+        slot->path_len = (uint16_t)path->len;
+        memcpy(slot->hash, hash, EDGE_STORE_HASH_LEN);
+        memcpy(slot->bytes, a.base, a.len);
+        memcpy(slot->bytes + a.len, r.base, r.len);
+        memcpy(slot->bytes + a.len + r.len, key->base, key->len);
+        memcpy(slot->bytes + a.len + r.len + key->len, path->base, path->len);
+    } else if (slot != NULL) {
+        slot->used = 0;
+    }
+    return 0;
+}
+
 static int on_req(h2o_handler_t *_self, h2o_req_t *req)
 {
     struct st_edge_handler_t *self = (void *)_self;
@@ -3018,13 +3087,12 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
         start_fetch(req, FILL_PASS, keyed ? key : h2o_iovec_init(NULL, 0), NULL, req->path, NULL, NULL, 1);
         return 0;
     }
-    if (edge_request_key(rt, &req->pool, req->scheme->name, req->authority, req->path, &key, &path) != 0) {
+    uint8_t hash[EDGE_STORE_HASH_LEN];
+    if (request_key_hash(rt, req, &key, &path, hash) != 0) {
         h2o_req_log_error(req, "edge/handler", "cannot key %.*s", (int)req->path.len, req->path.base);
         send_error(req, 400, NULL, "invalid request target or host");
         return 0;
     }
-    uint8_t hash[EDGE_STORE_HASH_LEN];
-    edge_store_hash(key.base, key.len, hash);
     struct st_stale_t stale = {0};
     int hr;
     if ((hr = try_hit(req, rt, key, hash, &stale)) == 0)
