@@ -274,20 +274,27 @@ def check_h2o_encoded(h2o):
                 raise SystemExit(f"h2o does not serve {url} with Content-Encoding: {enc}:\n{head}")
 
 
-def start_edge(binary, work, site, cert, key, n):
-    d = os.path.join(work, f"edge{n}")
-    os.makedirs(d)
+def write_edge_conf(d, site, cert=None, key=None):
+    """The benchmarks' cdn-edge config in directory d (one worker, the corpus as its origin, cache under d): a
+    cleartext listener, and a TLS one when cert and key are given. @return its path"""
     conf = os.path.join(d, "edge.yaml")
+    tls = f"""  - {{address: "127.0.0.1:0", tls: {{certificate: {cert}, key: {key}}}}}\n""" if cert else ""
     with open(conf, "w") as f:
         f.write(f"""listen:
   - {{address: "127.0.0.1:0"}}
-  - {{address: "127.0.0.1:0", tls: {{certificate: {cert}, key: {key}}}}}
-admin: off
+{tls}admin: off
 workers: 1
 cache: {{path: cache, max_size: 256MiB}}
 origin: {{directory: {site}, cache_control: "public, max-age=3600"}}
 access_log: off
 """)
+    return conf
+
+
+def start_edge(binary, work, site, cert, key, n):
+    d = os.path.join(work, f"edge{n}")
+    os.makedirs(d)
+    conf = write_edge_conf(d, site, cert, key)
     ready = os.path.join(d, "ready.json")
     err = open(os.path.join(d, "edge.err"), "w")
     proc = start([binary, "-c", conf, "--ready-file", ready], subprocess.DEVNULL, err)

@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 
-from bench import make_corpus
+from bench import make_corpus, write_edge_conf
 from benchlib import log
 
 ROWS = [
@@ -56,16 +56,7 @@ def callgrind(pid, *args):
 def measure(binary, work, site, n, requests):
     d = os.path.join(work, f"edge{n}")
     os.makedirs(d)
-    conf = os.path.join(d, "edge.yaml")
-    with open(conf, "w") as f:
-        f.write(f"""listen:
-  - {{address: "127.0.0.1:0"}}
-admin: off
-workers: 1
-cache: {{path: cache, max_size: 256MiB}}
-origin: {{directory: {site}, cache_control: "public, max-age=3600"}}
-access_log: off
-""")
+    conf = write_edge_conf(d, site)
     ready = os.path.join(d, "ready.json")
     proc = subprocess.Popen(["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={d}/cg.out",
                              binary, "-c", conf, "--ready-file", ready], cwd=d, stdout=subprocess.DEVNULL,
@@ -121,8 +112,14 @@ access_log: off
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--requests", type=int, default=20000, help="hits counted per row (default 20000)")
-    ap.add_argument("--edge", action="append", required=True, help="a cdn-edge binary (repeat to compare builds)")
+    ap.add_argument("--edge", action="append", default=[],
+                    help="a cdn-edge binary (repeat to compare builds; default $CDN_EDGE, else build/edge/cdn-edge)")
     args = ap.parse_args()
+    if not args.edge:
+        args.edge = [os.environ.get("CDN_EDGE", "build/edge/cdn-edge")]
+    for b in args.edge:
+        if not os.access(b, os.X_OK):
+            raise SystemExit(f"build first: {b} not found (or set CDN_EDGE)")
     work = tempfile.mkdtemp(prefix="cdn-edge-instr-")
     try:
         site = os.path.join(work, "site")

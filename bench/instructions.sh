@@ -10,11 +10,4 @@ cd "$(dirname "$0")/.."
 for tool in valgrind callgrind_control h2load curl python3; do
   command -v "$tool" >/dev/null || { echo "missing: $tool (apt-get install valgrind nghttp2-client curl)" >&2; exit 1; }
 done
-edge_given=0
-for a in "$@"; do [ "$a" = --edge ] && edge_given=1; done
-if [ $edge_given = 0 ]; then
-  EDGE=${CDN_EDGE:-build/edge/cdn-edge}
-  [ -x "$EDGE" ] || { echo "build first: $EDGE not found (or set CDN_EDGE)" >&2; exit 1; }
-  set -- --edge "$EDGE" "$@"
-fi
 exec python3 bench/instructions.py "$@"

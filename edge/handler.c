@@ -3008,7 +3008,7 @@ static int request_only_if_cached(h2o_req_t *req)
  * The key, forwarded path and store hash of the request targets a thread saw last (direct-mapped, per thread): a
  * target seen before skips edge_request_key and SHA-256, pure functions of the scheme, authority, raw path and the
  * config. A slot is used only when all three match byte for byte; targets longer than KEY_CACHE_MAX_TARGET are
- * keyed every time. Fixed memory: KEY_CACHE_SLOTS * sizeof(struct st_key_slot_t) per worker thread (~84 KiB).
+ * keyed every time. Fixed memory: KEY_CACHE_SLOTS * sizeof(struct st_key_slot_t) per worker thread (~81 KiB).
  */
 #define KEY_CACHE_SLOTS 128
 #define KEY_CACHE_MAX_TARGET 200 /* authority + raw path */
