@@ -600,7 +600,9 @@ static void *worker_main(void *arg)
     /* background work: where a worker and an event loop share a CPU, the loop comes first (Linux: the nice value
      * is per thread). A hot job (brotli 11) otherwise takes whole time slices from the hits of its loop. */
     pthread_setname_np(pthread_self(), "cdn-compress");
-    if (setpriority(PRIO_PROCESS, (id_t)gettid(), EDGE_COMPRESS_NICE) != 0)
+    errno = 0;
+    int nice_now = getpriority(PRIO_PROCESS, (id_t)gettid());
+    if (errno == 0 && nice_now < EDGE_COMPRESS_NICE && setpriority(PRIO_PROCESS, (id_t)gettid(), EDGE_COMPRESS_NICE) != 0)
         fprintf(stderr, "cdn-edge: compress: cannot lower the workers' priority: %s\n", strerror(errno));
     for (;;) {
         pthread_mutex_lock(&pool.mutex);

