@@ -27,6 +27,7 @@
 #include "edge/compress_job.h"
 #include "edge/metrics.h"
 #include "edge/object.h"
+#include "store_env.h"
 
 #define MiB (1024 * 1024)
 #define KEY "http://a.test/app.js"
@@ -37,20 +38,6 @@ struct fixture {
     edge_store_t *store;
     h2o_mem_pool_t pool;
 };
-
-/* An op that records its result (read after edge_store_flush). */
-struct done_op {
-    edge_store_op_t op;
-    int result;
-    int called;
-};
-
-static void on_done(edge_store_op_t *op, int result)
-{
-    struct done_op *d = (struct done_op *)op;
-    d->result = result;
-    __atomic_fetch_add(&d->called, 1, __ATOMIC_RELEASE);
-}
 
 /* The writer-thread gate: an op whose on_done blocks until the test opens the gate. */
 static struct {
@@ -91,17 +78,9 @@ static uint32_t setup_hot_hits = EDGE_DEFAULT_COMPRESS_HOT_HITS;
 static int setup_with(void **state, unsigned threads, size_t queue)
 {
     struct fixture *f = calloc(1, sizeof(*f));
-    const char *tmp = getenv("TMPDIR");
-    snprintf(f->dir, sizeof(f->dir), "%s/test_compress_job.XXXXXX", tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp");
-    if (mkdtemp(f->dir) == NULL)
+    if (store_env_make(f->dir, sizeof(f->dir), f->path, sizeof(f->path), "test_compress_job") != 0)
         return -1;
-    snprintf(f->path, sizeof(f->path), "%s/env", f->dir);
-    edge_store_settings_t settings = {.path = f->path, .max_size_bytes = 64 * MiB, .max_readers = 0};
-    char err[512] = "";
-    if ((f->store = edge_store_open(&settings, err, sizeof(err))) == NULL) {
-        fprintf(stderr, "open: %s\n", err);
-        return -1;
-    }
+    f->store = store_env_open(f->path, 64 * MiB, 0);
     edge_compress_settings_t cs;
     edge_compress_settings_init(&cs);
     cs.hot_hits = setup_hot_hits;
@@ -120,14 +99,9 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fixture *f = *state;
-    char p[400];
     edge_compress_jobs_stop();
     edge_store_close(f->store);
-    snprintf(p, sizeof(p), "%s/data.mdb", f->path);
-    unlink(p);
-    snprintf(p, sizeof(p), "%s/lock.mdb", f->path);
-    unlink(p);
-    rmdir(f->path);
+    store_env_remove(f->path);
     rmdir(f->dir);
     h2o_mem_clear_pool(&f->pool);
     free(f);

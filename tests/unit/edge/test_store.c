@@ -16,6 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "edge/store.h"
+#include "store_env.h"
 
 #define MiB (1024 * 1024)
 
@@ -25,53 +26,24 @@ struct fixture {
     edge_store_t *store;
 };
 
-/* An op that records its result; read after edge_store_flush (its mutex orders the accesses). */
-struct done_op {
-    edge_store_op_t op;
-    int result;
-    int called;
-};
-
-static void on_done(edge_store_op_t *op, int result)
-{
-    struct done_op *d = (struct done_op *)op;
-    d->result = result;
-    __atomic_fetch_add(&d->called, 1, __ATOMIC_RELEASE);
-}
-
 static edge_store_t *open_store(struct fixture *f, uint64_t max_size, unsigned max_readers)
 {
-    edge_store_settings_t settings = {.path = f->path, .max_size_bytes = max_size, .max_readers = max_readers};
-    char err[512] = "";
-    edge_store_t *s = edge_store_open(&settings, err, sizeof(err));
-    if (s == NULL)
-        fprintf(stderr, "open: %s\n", err);
-    assert_non_null(s);
-    return s;
+    return store_env_open(f->path, max_size, max_readers);
 }
 
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof(*f));
-    const char *tmp = getenv("TMPDIR");
-    snprintf(f->dir, sizeof(f->dir), "%s/test_store.XXXXXX", tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp");
-    if (mkdtemp(f->dir) == NULL)
+    if (store_env_make(f->dir, sizeof(f->dir), f->path, sizeof(f->path), "test_store") != 0)
         return -1;
-    snprintf(f->path, sizeof(f->path), "%s/env", f->dir);
     f->store = open_store(f, 16 * MiB, 0);
     *state = f;
     return 0;
 }
 
-/* Removes the (closed) environment, so that the next open starts empty. */
 static void teardown_env(struct fixture *f)
 {
-    char p[400];
-    snprintf(p, sizeof(p), "%s/data.mdb", f->path);
-    unlink(p);
-    snprintf(p, sizeof(p), "%s/lock.mdb", f->path);
-    unlink(p);
-    rmdir(f->path);
+    store_env_remove(f->path);
 }
 
 static int teardown(void **state)

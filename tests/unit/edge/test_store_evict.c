@@ -16,6 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "edge/store.h"
+#include "store_env.h"
 
 #define MiB (1024 * 1024)
 #define OBJ_SIZE (64 * 1024)
@@ -28,38 +29,16 @@ struct fixture {
     char *body;
 };
 
-struct done_op {
-    edge_store_op_t op;
-    int result;
-    int called;
-};
-
-static void on_done(edge_store_op_t *op, int result)
-{
-    struct done_op *d = (struct done_op *)op;
-    d->result = result;
-    __atomic_fetch_add(&d->called, 1, __ATOMIC_RELEASE);
-}
-
 static edge_store_t *open_store(struct fixture *f)
 {
-    edge_store_settings_t settings = {.path = f->path, .max_size_bytes = BUDGET, .max_readers = 0};
-    char err[512] = "";
-    edge_store_t *s = edge_store_open(&settings, err, sizeof(err));
-    if (s == NULL)
-        fprintf(stderr, "open: %s\n", err);
-    assert_non_null(s);
-    return s;
+    return store_env_open(f->path, BUDGET, 0);
 }
 
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof(*f));
-    const char *tmp = getenv("TMPDIR");
-    snprintf(f->dir, sizeof(f->dir), "%s/test_store_evict.XXXXXX", tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp");
-    if (mkdtemp(f->dir) == NULL)
+    if (store_env_make(f->dir, sizeof(f->dir), f->path, sizeof(f->path), "test_store_evict") != 0)
         return -1;
-    snprintf(f->path, sizeof(f->path), "%s/env", f->dir);
     f->store = open_store(f);
     f->body = malloc(OBJ_SIZE);
     for (size_t i = 0; i < OBJ_SIZE; ++i)
@@ -71,14 +50,9 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fixture *f = *state;
-    char p[400];
     if (f->store != NULL)
         edge_store_close(f->store);
-    snprintf(p, sizeof(p), "%s/data.mdb", f->path);
-    unlink(p);
-    snprintf(p, sizeof(p), "%s/lock.mdb", f->path);
-    unlink(p);
-    rmdir(f->path);
+    store_env_remove(f->path);
     rmdir(f->dir);
     free(f->body);
     free(f);
