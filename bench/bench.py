@@ -45,7 +45,7 @@ import tempfile
 import threading
 import time
 import json
-from benchlib import RssSampler, free_port, log, print_table
+from benchlib import RssSampler, free_port, log, print_table, H2LOAD_STATUS, h2load_latencies_us
 
 SERVER_CPU = "0"
 CLIENT_CPU = "1"
@@ -160,17 +160,10 @@ def run_h2load(url, conns, streams, seconds, logpath, headers=()):
     argv.append(url)
     out = subprocess.run(argv, capture_output=True, text=True).stdout
     rps = re.search(r"finished in [\d.]+\w*, ([\d.]+) req/s", out)
-    st = re.search(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed, (\d+) errored", out)
+    st = H2LOAD_STATUS.search(out)
     if rps is None or st is None:
         raise SystemExit(f"h2load failed on {url}:\n{out}")
-    lats = []
-    with open(logpath) as f:
-        for line in f:
-            parts = line.split("\t")
-            if len(parts) >= 3 and parts[1] == "200":
-                lats.append(int(parts[2]))
-    os.unlink(logpath)
-    lats.sort()
+    lats = sorted(h2load_latencies_us(logpath))
 
     def pct(p):
         return lats[min(len(lats) - 1, int(len(lats) * p))] / 1000.0 if lats else float("nan")

@@ -1,6 +1,8 @@
 """Helpers shared by the benchmark scripts (bench/bench.py, bench/scale.py): logging, free loopback ports,
 RssAnon sampling from /proc, and the result table (plain or Markdown). Python 3 standard library only."""
 
+import os
+import re
 import socket
 import sys
 import threading
@@ -18,6 +20,21 @@ def free_port():
     port = s.getsockname()[1]
     s.close()
     return port
+
+
+H2LOAD_STATUS = re.compile(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed, (\d+) errored")
+
+
+def h2load_latencies_us(logpath):
+    """The durations (us) of the 200 responses in an h2load --log-file, in log order; the file is removed."""
+    lats = []
+    with open(logpath) as f:
+        for line in f:
+            parts = line.split("\t")
+            if len(parts) >= 3 and parts[1] == "200":
+                lats.append(int(parts[2]))
+    os.unlink(logpath)
+    return lats
 
 
 def rss_kib(pid):

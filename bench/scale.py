@@ -51,7 +51,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
-from benchlib import RssSampler, free_port, log, print_table, rss_kib
+from benchlib import RssSampler, free_port, log, print_table, rss_kib, H2LOAD_STATUS, h2load_latencies_us
 
 SERVER_CPU = "0"
 CLIENT_CPU = "1"
@@ -755,16 +755,10 @@ def h2load_times(url, conns, logpath):
     log("  $ " + " ".join(argv))
     out = subprocess.run(argv, capture_output=True, text=True, timeout=120).stdout
     fin = re.search(r"finished in ([\d.]+)(ms|s)", out)
-    st = re.search(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed, (\d+) errored", out)
+    st = H2LOAD_STATUS.search(out)
     if fin is None or st is None:
         raise SystemExit(f"h2load failed on {url}:\n{out}")
-    times = []
-    with open(logpath) as f:
-        for line in f:
-            p = line.split("\t")
-            if len(p) >= 3 and p[1] == "200":
-                times.append(int(p[2]) / 1000.0)
-    os.unlink(logpath)
+    times = [us / 1000.0 for us in h2load_latencies_us(logpath)]
     total = float(fin.group(1)) / (1000.0 if fin.group(2) == "ms" else 1.0)
     ttfb = re.search(r"time to 1st byte:\s+\S+\s+(\S+)", out)  # the max column (from the connect)
     return times, total, conns - int(st.group(1)), argv, sc_to_ms(ttfb.group(1)) if ttfb else float("nan")
