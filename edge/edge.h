@@ -40,6 +40,7 @@ typedef struct st_edge_thread_t {
     h2o_timeout_t write_timeout;               /* the write watchdog (h2o 2.2.5 has none) */
     h2o_timeout_entry_t snapshot_release;      /* gives the hits' shared store snapshot back each loop iteration */
     struct st_key_slot_t *key_cache;           /* keys of recent request targets (edge/handler.c), NULL until used */
+    struct st_head_slot_t *head_memo;          /* decoded heads of recent hits (edge/handler.c), NULL until used */
     size_t inflight_requests;                  /* requests taken by our handlers and not yet disposed */
     size_t live_fills;                         /* fills owned by this thread (origin side or ops pending) */
 } edge_thread_t;

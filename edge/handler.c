@@ -2723,6 +2723,60 @@ static void stale_copy(h2o_mem_pool_t *pool, struct st_stale_t *st, const edge_s
 /* Serves a stored object (fresh or allowed stale): preconditions, ranges, headers, body. @return 0, or 2
  * when the origin must decide the preconditions */
 /*
+ * The decoded heads of the records hits read, per thread (direct-mapped by the record's address): a record's meta
+ * holds the same bytes at the same address in every txn of one snapshot (edge_store_txn_snapshot), so a slot is
+ * used only when store instance, txnid and address all match, and a hit then copies the decoded header array into
+ * its pool (nothing of a request points into a slot, which the next hit may take over) instead of parsing the head
+ * and looking up a token per header again. A head of more than HEAD_MEMO_MAX_HEADERS headers is decoded every time.
+ * Fixed memory: HEAD_MEMO_SLOTS * sizeof(struct st_head_slot_t) per worker thread (79 KiB), allocated on first use.
+ */
+#define HEAD_MEMO_SLOTS 64
+#define HEAD_MEMO_MAX_HEADERS 24
+struct st_head_slot_t {
+    uint64_t instance, txnid; /* instance 0: empty */
+    const void *meta;
+    size_t meta_len;
+    edge_object_t obj; /* obj.headers is `headers`; names that are no token point into `names` */
+    h2o_header_t headers[HEAD_MEMO_MAX_HEADERS];
+    h2o_iovec_t names[HEAD_MEMO_MAX_HEADERS];
+};
+
+/* edge_object_decode of a record read through txn, into req's pool, through this thread's memo. @return as it */
+static int decode_head(h2o_req_t *req, edge_store_txn_t *txn, const edge_store_object_t *so, edge_object_t *obj)
+{
+    struct st_head_slot_t *memo = edge_this_thread->head_memo;
+    if (memo == NULL && (memo = edge_this_thread->head_memo = calloc(HEAD_MEMO_SLOTS, sizeof(*memo))) == NULL)
+        return edge_object_decode(&req->pool, so->meta, so->meta_len, obj);
+    uint64_t instance, txnid;
+    edge_store_txn_snapshot(txn, &instance, &txnid);
+    struct st_head_slot_t *slot = memo + ((uintptr_t)so->meta * 0x9E3779B97F4A7C15ull >> 32) % HEAD_MEMO_SLOTS;
+    if (slot->instance != instance || slot->txnid != txnid || slot->meta != so->meta || slot->meta_len != so->meta_len) {
+        slot->instance = 0;
+        int r = edge_object_decode_into(so->meta, so->meta_len, &slot->obj, slot->headers, slot->names, HEAD_MEMO_MAX_HEADERS);
+        if (r != 0)
+            return r < 0 ? -1 : edge_object_decode(&req->pool, so->meta, so->meta_len, obj);
+        slot->instance = instance;
+        slot->txnid = txnid;
+        slot->meta = so->meta;
+        slot->meta_len = so->meta_len;
+    }
+    *obj = slot->obj;
+    if (obj->num_headers != 0) {
+        h2o_header_t *headers = h2o_mem_alloc_pool(&req->pool, (sizeof(h2o_header_t) + sizeof(h2o_iovec_t)) * obj->num_headers);
+        h2o_iovec_t *names = (h2o_iovec_t *)(headers + obj->num_headers);
+        memcpy(headers, slot->headers, sizeof(*headers) * obj->num_headers);
+        for (size_t i = 0; i != obj->num_headers; ++i) {
+            if (headers[i].name == slot->names + i) {
+                names[i] = slot->names[i];
+                headers[i].name = names + i;
+            }
+        }
+        obj->headers = headers;
+    }
+    return 0;
+}
+
+/*
  * Content negotiation on a hit (RFC 9110 §12.5.3): for a compressible object, the encoding the client
  * prefers among those stored (br > gzip > identity when equal) is served as stored; ranges are served
  * from identity. A variant counts only if it was made from this very object (base_fill_id).
@@ -2764,7 +2818,7 @@ static int pick_encoded(h2o_req_t *req, edge_store_txn_t *txn, h2o_iovec_t key, 
         h2o_iovec_t v = edge_compress_variant_string(&req->pool, so->variant, so->variant_len, (edge_encoding_t)enc);
         if (edge_store_get(txn, variant_hash(key, so, v, enc), vso) == 0 && vso->key_len == key.len && memcmp(vso->key, key.base, key.len) == 0 &&
             h2o_memis(vso->variant, vso->variant_len, v.base, v.len) &&
-            edge_object_decode(&req->pool, vso->meta, vso->meta_len, vobj) == 0 && vobj->base_fill_id == so->fill_id)
+            decode_head(req, txn, vso, vobj) == 0 && vobj->base_fill_id == so->fill_id)
             return 1;
         /* the preferred one is not there (yet): the next one the client accepts, if it accepts it at all */
         if (enc == EDGE_ENC_BR &&
@@ -2912,7 +2966,7 @@ static int try_hit(h2o_req_t *req, edge_runtime_t *rt, h2o_iovec_t key, const ui
     }
     if (so.key_len != key.len || memcmp(so.key, key.base, key.len) != 0)
         goto Miss;
-    if (edge_object_decode(&req->pool, so.meta, so.meta_len, &obj) != 0) {
+    if (decode_head(req, txn, &so, &obj) != 0) {
         EDGE_METRIC_ADD(store_errors, 1);
         h2o_req_log_error(req, "edge/store", "STORE_ERR corrupt record for %.*s", (int)key.len, key.base);
         goto Miss;
@@ -2936,7 +2990,7 @@ static int try_hit(h2o_req_t *req, edge_runtime_t *rt, h2o_iovec_t key, const ui
             stale->vary_miss = 1;
             goto Miss;
         }
-        if (edge_object_decode(&req->pool, so.meta, so.meta_len, &obj) != 0 || (obj.flags & EDGE_OBJECT_VARY_MARKER)) {
+        if (decode_head(req, txn, &so, &obj) != 0 || (obj.flags & EDGE_OBJECT_VARY_MARKER)) {
             EDGE_METRIC_ADD(store_errors, 1);
             h2o_req_log_error(req, "edge/store", "STORE_ERR corrupt variant record for %.*s", (int)key.len, key.base);
             stale->vary_miss = 1;
@@ -3183,4 +3237,8 @@ void edge_handler_thread_dispose(edge_thread_t *th)
     h2o_timeout_dispose(th->ctx.loop, &th->write_timeout);
     h2o_timeout_unlink(&th->snapshot_release);
     edge_store_read_release_shared();
+    free(th->key_cache);
+    th->key_cache = NULL;
+    free(th->head_memo);
+    th->head_memo = NULL;
 }

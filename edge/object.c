@@ -110,7 +110,10 @@ h2o_iovec_t edge_object_encode(h2o_mem_pool_t *pool, const edge_object_t *obj)
     return h2o_iovec_init(buf, len);
 }
 
-int edge_object_decode(h2o_mem_pool_t *pool, const void *blob, size_t len, edge_object_t *obj)
+/* edge_object_decode, into the pool (pool != NULL) or into the caller's arrays of `capacity` entries (pool NULL: then
+ * 1 for a record that does not fit or needs its names lower-cased) */
+static int decode(h2o_mem_pool_t *pool, const void *blob, size_t len, edge_object_t *obj, h2o_header_t *headers,
+                  h2o_iovec_t *names, size_t capacity)
 {
     edge_object_hdr_t hdr;
     const char *p = blob, *end = p + len;
@@ -152,10 +155,16 @@ int edge_object_decode(h2o_mem_pool_t *pool, const void *blob, size_t len, edge_
     obj->headers = NULL;
     if (hdr.num_headers == 0)
         goto End;
-    /* one allocation: the headers, then the names that are no h2o token */
-    obj->headers = h2o_mem_alloc_pool(pool, (sizeof(h2o_header_t) + sizeof(h2o_iovec_t)) * hdr.num_headers);
-    h2o_iovec_t *names = (h2o_iovec_t *)(obj->headers + hdr.num_headers);
     int lower_names = hdr.version >= 2 && (hdr.flags & HDR_LOWER_NAMES) != 0;
+    if (pool != NULL) {
+        /* one allocation: the headers, then the names that are no h2o token */
+        obj->headers = h2o_mem_alloc_pool(pool, (sizeof(h2o_header_t) + sizeof(h2o_iovec_t)) * hdr.num_headers);
+        names = (h2o_iovec_t *)(obj->headers + hdr.num_headers);
+    } else if (hdr.num_headers > capacity || !lower_names) {
+        return 1;
+    } else {
+        obj->headers = headers;
+    }
     for (size_t i = 0; i != hdr.num_headers; ++i) {
         uint16_t nl;
         uint32_t vl;
@@ -203,4 +212,15 @@ End:
     if (p != end)
         return -1;
     return 0;
+}
+
+int edge_object_decode(h2o_mem_pool_t *pool, const void *blob, size_t len, edge_object_t *obj)
+{
+    return decode(pool, blob, len, obj, NULL, NULL, 0);
+}
+
+int edge_object_decode_into(const void *blob, size_t len, edge_object_t *obj, h2o_header_t *headers, h2o_iovec_t *names,
+                            size_t capacity)
+{
+    return decode(NULL, blob, len, obj, headers, names, capacity);
 }

@@ -60,4 +60,13 @@ h2o_iovec_t edge_object_encode(h2o_mem_pool_t *pool, const edge_object_t *obj);
  */
 int edge_object_decode(h2o_mem_pool_t *pool, const void *blob, size_t len, edge_object_t *obj);
 
+/**
+ * edge_object_decode into the caller's arrays (no allocation): obj->headers becomes `headers`, and the names that are
+ * no h2o token point into `names`; both hold `capacity` entries.
+ * @return 0; -1 when the blob is malformed; 1 when it is valid but cannot be decoded this way (more than `capacity`
+ *         headers, or a record of an earlier build whose names must be lower-cased into a pool)
+ */
+int edge_object_decode_into(const void *blob, size_t len, edge_object_t *obj, h2o_header_t *headers, h2o_iovec_t *names,
+                            size_t capacity);
+
 #endif

@@ -11,6 +11,7 @@
  *   (0..FREQ_MAX) with a relaxed atomic load and store; edge_store_get_stats reads atomics. edge_store_new_fill_id and
  *   edge_store_fill_release take `fills_mutex` (the set of live fill ids; held for an append or a
  *   binary search). Lock order: `mutex` before `fills_mutex`; `bans_mutex` nests in neither.
+ *   edge_store_get remembers each thread's recent lookups per snapshot (`get_memo`, thread-local: see there).
  * - Bans, read side (RCU-style): the live bans are an immutable `struct ban_list`, refcounted,
  *   whose pointer `bans_cur` the writer swaps under `bans_mutex` after the commit that changed them.
  *   A read txn holds a reference to the list it last saw; edge_store_get compares it with
@@ -283,6 +284,7 @@ struct st_edge_store_t {
     size_t page_size;
     size_t node_max; /* above this a key+value pair goes to overflow pages */
     char *path;
+    uint64_t instance; /* unique per open in this process (1, 2, ...): memos of lookups never outlive their store */
 
     /* live fill ids: ascending in fills[fills_head..fills_n), released ones marked FILL_RELEASED */
     pthread_mutex_t fills_mutex;
@@ -351,10 +353,29 @@ struct st_edge_store_txn_t {
     uint32_t shared_uses; /* begun and not yet ended uses */
     int shared;           /* handed out by edge_store_read_begin_shared and not ended yet */
     uint64_t commits;     /* pub.commits read before the snapshot was taken */
+    uint64_t txnid;       /* the snapshot's LMDB txnid (set by each begin): see edge_store_txn_snapshot */
 } __attribute__((aligned(64))); /* one cache line each: handles in use on different threads share none */
 
 /* The snapshot edge_store_read_begin_shared hands out on this thread while no commit lands, or NULL. */
 static __thread edge_store_txn_t *thread_snapshot;
+
+/*
+ * The lookups of edge_store_get, remembered per thread (direct-mapped by the hash): a record found under a hash in
+ * one snapshot is the same record, at the same address in the map, in every txn that sees the same snapshot (the
+ * same txnid of the same open store), and that txn's reader slot keeps its pages from reuse while it is open. So a
+ * slot is used only when store instance, txnid and hash all match; the ban check still runs on every get. Only
+ * found, valid records are kept. Fixed memory: GET_MEMO_SLOTS * sizeof(struct get_memo_slot) per thread (10 KiB).
+ */
+#define GET_MEMO_SLOTS 64
+struct get_memo_slot {
+    uint64_t instance; /* 0: empty */
+    uint64_t txnid;
+    uint8_t hash[EDGE_STORE_HASH_LEN];
+    MDB_val v;
+    struct record_hdr hdr;
+};
+static __thread struct get_memo_slot get_memo[GET_MEMO_SLOTS];
+static uint64_t store_instances; /* atomic: the last edge_store_t.instance given out */
 
 struct wtxn {
     edge_store_t *s;
@@ -2601,6 +2622,7 @@ edge_store_t *edge_store_open(const edge_store_settings_t *settings, char *err, 
         snprintf(err, errlen, "store %s: out of memory", settings->path);
         return NULL;
     }
+    s->instance = __atomic_add_fetch(&store_instances, 1, __ATOMIC_RELAXED);
     s->page_size = (size_t)psz;
     /* LMDB's me_nodemax: a node bigger than this goes to overflow pages */
     s->node_max = (((s->page_size - 16) / 2) & ~(size_t)1) - 2;
@@ -2788,6 +2810,7 @@ int edge_store_read_begin(edge_store_t *store, edge_store_txn_t **txn)
     /* a reset txn first: renewing it keeps its reader slot (no reader-table mutex, no malloc) */
     if ((t = txn_pop(store, &store->txns_reset)) != NULL) {
         if ((rc = mdb_txn_renew(t->txn)) == 0) {
+            t->txnid = mdb_txn_id(t->txn);
             *txn = t;
             return 0;
         }
@@ -2805,6 +2828,7 @@ int edge_store_read_begin(edge_store_t *store, edge_store_txn_t **txn)
         log_error("READ_ERR path=%s detail=\"%s\"", store->path, mdb_strerror(rc));
         return EDGE_STORE_EIO;
     }
+    t->txnid = mdb_txn_id(t->txn);
     *txn = t;
     return 0;
 }
@@ -2889,17 +2913,30 @@ int edge_store_get(edge_store_txn_t *txn, const uint8_t hash[EDGE_STORE_HASH_LEN
 {
     MDB_val k = {EDGE_STORE_HASH_LEN, (void *)hash}, v;
     struct record_hdr hdr;
-    int rc = mdb_get(txn->txn, txn->store->dbi_objects, &k, &v);
+    uint64_t slot_bits;
+    memcpy(&slot_bits, hash, sizeof(slot_bits)); /* a SHA-256: any bits spread evenly */
+    struct get_memo_slot *m = get_memo + slot_bits % GET_MEMO_SLOTS;
 
-    if (rc == MDB_NOTFOUND)
-        return EDGE_STORE_NOTFOUND;
-    if (rc != 0) {
-        log_error("READ_ERR detail=\"%s\"", mdb_strerror(rc));
-        return EDGE_STORE_EIO;
-    }
-    if (parse_record(&v, &hdr) != 0) {
-        log_error("CORRUPT op=get detail=\"object record fails validation\"");
-        return EDGE_STORE_ECORRUPT;
+    if (m->instance == txn->store->instance && m->txnid == txn->txnid && memcmp(m->hash, hash, EDGE_STORE_HASH_LEN) == 0) {
+        v = m->v;
+        hdr = m->hdr;
+    } else {
+        int rc = mdb_get(txn->txn, txn->store->dbi_objects, &k, &v);
+        if (rc == MDB_NOTFOUND)
+            return EDGE_STORE_NOTFOUND;
+        if (rc != 0) {
+            log_error("READ_ERR detail=\"%s\"", mdb_strerror(rc));
+            return EDGE_STORE_EIO;
+        }
+        if (parse_record(&v, &hdr) != 0) {
+            log_error("CORRUPT op=get detail=\"object record fails validation\"");
+            return EDGE_STORE_ECORRUPT;
+        }
+        m->instance = txn->store->instance;
+        m->txnid = txn->txnid;
+        memcpy(m->hash, hash, EDGE_STORE_HASH_LEN);
+        m->v = v;
+        m->hdr = hdr;
     }
     int banned = BAN_NONE;
     /* the hit path with no ban: one atomic load (bans_cur NULL, txn->bans NULL) */
@@ -2928,6 +2965,12 @@ int edge_store_get(edge_store_txn_t *txn, const uint8_t hash[EDGE_STORE_HASH_LEN
     out->stale_flag = (hdr.flags & REC_FLAG_STALE) != 0;
     out->soft_purged = out->stale_flag || banned == BAN_SOFT;
     return 0;
+}
+
+void edge_store_txn_snapshot(const edge_store_txn_t *txn, uint64_t *instance, uint64_t *txnid)
+{
+    *instance = txn->store->instance;
+    *txnid = txn->txnid;
 }
 
 int edge_store_group_count(edge_store_txn_t *txn, const uint8_t group[EDGE_STORE_HASH_LEN], size_t *count)

@@ -261,6 +261,14 @@ void edge_store_read_release_shared(void);
 int edge_store_get(edge_store_txn_t *txn, const uint8_t hash[EDGE_STORE_HASH_LEN], edge_store_object_t *out);
 
 /**
+ * The snapshot a read txn sees, as two numbers: two txns give the same pair exactly when they see the same
+ * committed state of the same open store. Then a pointer read under one holds the same bytes, at the same address,
+ * under the other as long as that one is open, so what a caller derives from records (a decoded head) may be
+ * remembered per pair. (edge_store_get itself remembers each thread's recent lookups this way.)
+ */
+void edge_store_txn_snapshot(const edge_store_txn_t *txn, uint64_t *instance, uint64_t *txnid);
+
+/**
  * Reads chunk `n` of a fill (committed chunks of a fill still in progress included).
  * @return 0 with *data and *len valid until edge_store_read_end(txn), or EDGE_STORE_NOTFOUND
  */

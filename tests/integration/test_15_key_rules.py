@@ -39,18 +39,20 @@ class KeyRules(EdgeTestCase):
         self.assertStored(self.get("/r/keep?a=1&b=2&cc=max-age%3D600"))
 
     def test_many_targets_each_keep_their_own_object(self):
-        # more targets than a worker's cache of recent keys has slots (edge/handler.c, request_key_hash), hosts in two
-        # spellings of one key and two different hosts: every response is the one stored for its own key
+        # more targets than a worker's caches of recent keys, store lookups and decoded heads have slots
+        # (edge/handler.c request_key_hash and decode_head, edge/store.c edge_store_get), hosts in two spellings of
+        # one key and two different hosts: every response is the one stored for its own key, head and body
         self.start_edge({"workers": 1})
         hosts = {"Site-A.test": "site-a.test", "SITE-A.TEST": "site-a.test", "site-b.test": "site-b.test"}
-        # a body length of its own per target: responses of different targets differ
-        targets = [(h, url("/r/many/%d" % i, cc="max-age=600", len=100 + 2 * i + (h == "site-b.test")))
+        # a body length, an ETag and a field that is no h2o token of its own per target: responses differ
+        targets = [(h, url("/r/many/%d" % i, cc="max-age=600", len=100 + 2 * i + (h == "site-b.test"),
+                           etag='"e%d-%s"' % (i, h), hdr="X-Target-Id: %d-%s" % (i, h)))
                    for i in range(200) for h in ("Site-A.test", "site-b.test")]
         stored = {}
         for host, t in targets:
             r = self.get(t, headers={"Host": host})
             self.assertStored(r)
-            stored[(hosts[host], t)] = r.body
+            stored[(hosts[host], t)] = (r.body, r.header("etag"), r.header("x-target-id"))
         self.assertEqual(len(set(stored.values())), len(targets), "each target has an origin response of its own")
         wait_for(lambda: self.get(targets[-1][1], headers={"Host": targets[-1][0]}).edge_status().get("hit") is True, 5,
                  what="the last fill committed")
@@ -59,7 +61,8 @@ class KeyRules(EdgeTestCase):
                 spelled = "SITE-A.TEST" if host == "Site-A.test" and (i + rnd) % 2 else host
                 r = self.get(t, headers={"Host": spelled})
                 self.assertHit(r, (spelled, t))
-                self.assertEqual(r.body, stored[(hosts[host], t)], (spelled, t))
+                self.assertEqual((r.body, r.header("etag"), r.header("x-target-id")), stored[(hosts[host], t)],
+                                 (spelled, t))
         self.assertEqual(sum(self.origin.count(t) for t in set(t for _, t in targets)), len(targets))
 
     def test_client_no_cache_is_ignored_by_default(self):

@@ -1,7 +1,8 @@
 /*
  * Unit tests of edge/object.c: the stored response head. Round trips through edge_object_encode and
  * edge_object_decode (lower-cased names, original spellings kept only when they differ), records of earlier builds
- * (names as received) made by hand, and malformed records, each ending right before a guard page.
+ * (names as received) made by hand, malformed records, each ending right before a guard page, and
+ * edge_object_decode_into (the same decoding into the caller's arrays).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -203,12 +204,63 @@ static void test_malformed(void **state)
     }
 }
 
+/* edge_object_decode_into fills the caller's arrays exactly as edge_object_decode fills the pool's (token names as
+ * the token, other names in `names`, spellings and values in the blob); a record with more headers than the arrays
+ * hold, or one of an earlier build (names to lower-case), gives 1; a malformed one -1, read no further than its end. */
+static void test_decode_into(void **state)
+{
+    h2o_header_t hs[] = {token_header(H2O_TOKEN_CONTENT_TYPE, "Content-Type", "text/plain"), str_header("x-a", NULL, "b"),
+                         str_header("x-spelled", "X-Spelled", "v")};
+    edge_object_t obj = {200, EDGE_OBJECT_NO_CACHE, 0, 0, 1, 1, 0, 60, hs, 3, 4}, want, got;
+    h2o_iovec_t blob = edge_object_encode(&pool, &obj);
+    const char *stored = guarded(blob.base, blob.len);
+    h2o_header_t headers[3];
+    h2o_iovec_t names[3];
+
+    assert_int_equal(edge_object_decode(&pool, stored, blob.len, &want), 0);
+    assert_int_equal(edge_object_decode_into(stored, blob.len, &got, headers, names, 3), 0);
+    assert_ptr_equal(got.headers, headers);
+    assert_int_equal(got.num_headers, 3);
+    assert_int_equal(got.status, want.status);
+    assert_int_equal(got.flags, want.flags);
+    assert_int_equal(got.lifetime, want.lifetime);
+    assert_int_equal(got.base_fill_id, 4);
+    assert_ptr_equal(headers[0].name, &H2O_TOKEN_CONTENT_TYPE->buf);
+    for (size_t i = 0; i != 3; ++i) {
+        if (i != 0)
+            assert_ptr_equal(headers[i].name, names + i);
+        assert_int_equal(headers[i].name->len, want.headers[i].name->len);
+        assert_memory_equal(headers[i].name->base, want.headers[i].name->base, headers[i].name->len);
+        assert_ptr_equal(headers[i].orig_name, want.headers[i].orig_name);
+        assert_ptr_equal(headers[i].value.base, want.headers[i].value.base);
+        assert_int_equal(headers[i].value.len, want.headers[i].value.len);
+    }
+    assert_int_equal(edge_object_decode_into(stored, blob.len, &got, headers, names, 2), 1);
+    for (size_t cut = 0; cut != blob.len; ++cut)
+        assert_int_equal(edge_object_decode_into(guarded(blob.base, cut), cut, &got, headers, names, 3), -1);
+
+    /* an earlier build's record (the storage flag cleared: names as received) */
+    char old[256];
+    uint32_t flags = EDGE_OBJECT_NO_CACHE;
+    assert_true(blob.len < sizeof(old));
+    memcpy(old, blob.base, blob.len);
+    memcpy(old + FLAGS_OFFSET, &flags, 4);
+    assert_int_equal(edge_object_decode_into(guarded(old, blob.len), blob.len, &got, headers, names, 3), 1);
+    /* no headers at all: nothing to lower-case, nothing to hold */
+    edge_object_t bare = {204, 0, 0, 0, 1, 1, 0, 60, NULL, 0, 0};
+    h2o_iovec_t head = edge_object_encode(&pool, &bare);
+    assert_int_equal(edge_object_decode_into(guarded(head.base, head.len), head.len, &got, headers, names, 0), 0);
+    assert_int_equal(got.num_headers, 0);
+    assert_int_equal(got.status, 204);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_earlier_records),
         cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_decode_into),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

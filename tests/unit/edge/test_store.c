@@ -1767,6 +1767,79 @@ static void test_txn_reuse_bans(void **state)
     edge_store_read_end(t);
 }
 
+/* edge_store_get remembers each thread's lookups per snapshot: a txn of a later snapshot finds the replacing object, one
+ * of the earlier snapshot keeps finding its own (whichever the thread looked up last), bans still hide a remembered
+ * object, and a txn of another store at the same txnid never gets the first store's record. */
+static void test_get_memo_follows_snapshots(void **state)
+{
+    struct fixture *f = *state;
+    edge_store_txn_t *old, *cur;
+    uint64_t instance_old, txnid_old, instance_cur, txnid_cur;
+
+    uint64_t f1 = put_object(f->store, "http://m.test/a", "meta-1", "one", 3, 16);
+    assert_int_equal(edge_store_read_begin(f->store, &old), 0);
+    assert_int_equal(get_fill(old, "http://m.test/a"), f1);
+    assert_int_equal(get_fill(old, "http://m.test/a"), f1); /* from the memo */
+    uint64_t f2 = put_object(f->store, "http://m.test/a", "meta-2", "two", 3, 16);
+    assert_int_equal(edge_store_read_begin(f->store, &cur), 0);
+    edge_store_txn_snapshot(old, &instance_old, &txnid_old);
+    edge_store_txn_snapshot(cur, &instance_cur, &txnid_cur);
+    assert_int_equal(instance_old, instance_cur);
+    assert_true(txnid_cur > txnid_old);
+    for (int i = 0; i < 3; ++i) { /* each look-up replaces the other snapshot's in the slot of their hash */
+        assert_int_equal(get_fill(cur, "http://m.test/a"), f2);
+        assert_int_equal(get_fill(old, "http://m.test/a"), f1);
+    }
+    edge_store_object_t obj;
+    uint8_t hash[EDGE_STORE_HASH_LEN];
+    edge_store_hash("http://m.test/a", strlen("http://m.test/a"), hash);
+    assert_int_equal(edge_store_get(cur, hash, &obj), 0);
+    assert_memory_equal(obj.meta, "meta-2", 6);
+    assert_int_equal(edge_store_get(old, hash, &obj), 0);
+    assert_memory_equal(obj.meta, "meta-1", 6);
+    edge_store_read_end(old);
+
+    /* a ban published after the lookup hides the object from the snapshot that remembers it */
+    assert_int_equal(ban(f->store, EDGE_STORE_BAN_URL, "http://m.test/a", 0, NULL), 0);
+    edge_store_wait_idle(f->store);
+    assert_int_equal(get_fill(cur, "http://m.test/a"), 0);
+    edge_store_read_end(cur);
+
+    /* another store, with its own record under the same hash: two txns of the two stores at the same txnid (each
+     * store's one behind takes chunk writes, one write txn each, until they meet: background commits may intervene) */
+    char dir2[256], path2[300];
+    assert_int_equal(store_env_make(dir2, sizeof(dir2), path2, sizeof(path2), "test_store_memo"), 0);
+    edge_store_t *second = store_env_open(path2, 16 * MiB, 0);
+    uint64_t f3 = put_object(f->store, "http://m.test/a", "meta-3", "three", 5, 16);
+    uint64_t f4 = put_object(second, "http://m.test/a", "meta-4", "four", 4, 16);
+    int met = 0;
+    for (int i = 0; i != 1000 && !met; ++i) {
+        edge_store_txn_t *b;
+        assert_int_equal(edge_store_read_begin(f->store, &cur), 0);
+        assert_int_equal(edge_store_read_begin(second, &b), 0);
+        edge_store_txn_snapshot(cur, &instance_old, &txnid_old);
+        edge_store_txn_snapshot(b, &instance_cur, &txnid_cur);
+        if (txnid_old == txnid_cur) {
+            met = 1;
+            assert_int_not_equal(instance_cur, instance_old);
+            assert_int_equal(get_fill(cur, "http://m.test/a"), f3);
+            assert_int_equal(edge_store_get(b, hash, &obj), 0); /* the same slot, the same txnid: another store */
+            assert_int_equal(obj.fill_id, f4);
+            assert_memory_equal(obj.meta, "meta-4", 6);
+        }
+        edge_store_read_end(b);
+        edge_store_read_end(cur);
+        if (!met) {
+            edge_store_t *behind = txnid_old < txnid_cur ? f->store : second;
+            assert_int_equal(put_chunk(behind, edge_store_new_fill_id(behind), 0, "x", 1), 0);
+        }
+    }
+    assert_true(met);
+    edge_store_close(second);
+    store_env_remove(path2);
+    rmdir(dir2);
+}
+
 /* Shared snapshots (edge_store_read_begin_shared): one handle for every begin on the thread while no commit lands; a
  * commit makes the next begin take a snapshot that sees it while the old one stays valid for its users and ends with
  * the last of them; release ends an unused one at once, and until then it holds bans live like any old reader. */
@@ -1848,6 +1921,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queued_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_inline_body, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_get_memo_follows_snapshots, setup, teardown),
         cmocka_unit_test_setup_teardown(test_abort, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_incomplete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fill_ids_monotonic, setup, teardown),
