@@ -2720,8 +2720,6 @@ static void stale_copy(h2o_mem_pool_t *pool, struct st_stale_t *st, const edge_s
     st->num_headers = obj->num_headers;
 }
 
-/* Serves a stored object (fresh or allowed stale): preconditions, ranges, headers, body. @return 0, or 2
- * when the origin must decide the preconditions */
 /*
  * The decoded heads of the records hits read, per thread (direct-mapped by the record's address): a record's meta
  * holds the same bytes at the same address in every txn of one snapshot (edge_store_txn_snapshot), so a slot is
@@ -2863,6 +2861,8 @@ static void submit_hot_job(const edge_store_object_t *base)
     edge_compress_job_submit(&job); /* a full queue drops it (counted) */
 }
 
+/* Serves a stored object (fresh or allowed stale): preconditions, ranges, headers, body. @return 0, or 2
+ * when the origin must decide the preconditions */
 static int serve_object(h2o_req_t *req, edge_runtime_t *rt, edge_store_txn_t *txn, const edge_store_object_t *base_so,
                         const edge_object_t *base_obj, int64_t age, const char *cs)
 {
