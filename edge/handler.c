@@ -2305,12 +2305,50 @@ static struct st_reader_t *reader_new(h2o_req_t *req)
     return reader;
 }
 
+/*
+ * HTTP/1.1 over TLS: h2o 2.2.5 writes one TLS record (one SSL_write) per buffer it is given, so a response sent as
+ * head + body costs two records where h2o's file handler, which pulls the body into the buffer of the head
+ * (lib/http1.c finalostream_start_pull), costs one. A whole stored body kept in its record and no bigger than
+ * PULL_MAX_BODY is served the same way: h2o copies it after the head. Everything else is pushed (no copy).
+ */
+#define PULL_MAX_BODY 16384
+
+static int reader_pulls(const struct st_reader_t *reader)
+{
+    h2o_req_t *req = reader->req;
+    return reader->inline_body != NULL && reader->fill == NULL && reader->shared == NULL && reader->pos == 0 &&
+           reader->end == 0 && reader->body_size != 0 && reader->body_size <= PULL_MAX_BODY && !reader->is_head &&
+           req->version < 0x200 && req->scheme == &H2O_URL_SCHEME_HTTPS && req->_ostr_top->start_pull != NULL;
+}
+
+static h2o_send_state_t on_reader_pull(h2o_generator_t *self, h2o_req_t *req, h2o_iovec_t *buf)
+{
+    struct st_reader_t *reader = (struct st_reader_t *)self;
+    size_t n = (size_t)(reader->body_size - reader->pos);
+    if (n > buf->len)
+        n = buf->len;
+    memcpy(buf->base, (const char *)reader->inline_body + reader->pos, n);
+    buf->len = n;
+    reader->pos += n;
+    EDGE_METRIC_ADD(client_bytes, n);
+    if (!h2o_timeout_is_linked(&reader->watchdog)) /* unlinked when the request is disposed */
+        h2o_timeout_link(edge_this_thread->loop, &edge_this_thread->write_timeout, &reader->watchdog);
+    if (reader->pos < reader->body_size)
+        return H2O_SEND_STATE_IN_PROGRESS;
+    reader->finished = 1;
+    return H2O_SEND_STATE_FINAL;
+}
+
 static void reader_start(struct st_reader_t *reader)
 {
     reader->started = 1;
     h2o_start_response(reader->req, &reader->super);
     if (reader->is_head) {
         do_send(reader, NULL, 0, H2O_SEND_STATE_FINAL);
+        return;
+    }
+    if (reader_pulls(reader)) {
+        reader->req->_ostr_top->start_pull(reader->req->_ostr_top, on_reader_pull);
         return;
     }
     reader_pump(reader);

@@ -852,6 +852,11 @@ class EdgeTestCase(unittest.TestCase):
         self.assertIs(p.get("stored"), True, msg or r)
         self.assertNotIn("detail", p, msg or r)
 
+    def hit_eventually(self, t, headers=None):
+        """Waits until a GET of t (with headers) is a hit: fills commit a moment after their response ends."""
+        wait_for(lambda: self.get(t, headers=headers or {}).edge_status().get("hit") is True, 5,
+                 what="a hit on %s %r" % (t, headers or {}))
+
     def assertHit(self, r, msg=None):
         p = r.edge_status()
         self.assertIs(p.get("hit"), True, msg or r)

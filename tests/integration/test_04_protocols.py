@@ -1,12 +1,15 @@
 """Protocols: h2c with prior knowledge, TLS + ALPN h2, TLS HTTP/1.1 (curl, nghttp, Python ssl)."""
 
 import hashlib
+import http.client
 import shutil
+import socket
+import ssl
 import subprocess
 import unittest
 
 import harness
-from harness import EdgeTestCase, curl, http_request, parse_sf_list, url
+from harness import EdgeTestCase, curl, http_request, parse_sf_list, url, wait_for
 
 
 class Protocols(EdgeTestCase):
@@ -66,6 +69,70 @@ class Protocols(EdgeTestCase):
         self.assertHit(r2)
         self.assertBodyN(r2, 1)
         self.assertEqual(self.origin.count(t), 1)
+
+    def test_tls_http11_keepalive_hits(self):
+        # small stored bodies go out in the buffer of the head (h2o's pull interface: one TLS record), bigger ones
+        # are pushed; on one keep-alive connection, mixed with HEAD and a range, every response is whole and framed
+        lens = (1, 1000, 16384, 16385, 70000)
+        targets = [url("/r/tls-ka/%d" % n, cc="max-age=60", len=n) for n in lens]
+        stored = {}
+        for t in targets:
+            r = curl(self.tls(t), ["-k", "--http1.1"])
+            self.assertStored(r)
+            stored[t] = r.body
+        for t in targets:  # (the key has the scheme: these are not the objects of the cleartext listener)
+            wait_for(lambda: curl(self.tls(t), ["-k", "--http1.1"]).edge_status().get("hit") is True, 5,
+                     what="a TLS hit on " + t)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        conn = http.client.HTTPSConnection("127.0.0.1", self.edge.tls_port, timeout=10 * harness.SLOWDOWN, context=ctx)
+        try:
+            for rnd in range(2):
+                for t in targets:
+                    conn.request("GET", t)
+                    resp = conn.getresponse()
+                    body = resp.read()
+                    self.assertEqual(resp.status, 200, t)
+                    self.assertIn("; hit", resp.getheader("cache-status"), t)
+                    self.assertEqual(int(resp.getheader("content-length")), len(stored[t]), t)
+                    self.assertEqual(body, stored[t], t)
+                    conn.request("HEAD", t)
+                    resp = conn.getresponse()
+                    self.assertEqual((resp.status, resp.read()), (200, b""), t)
+                    self.assertEqual(int(resp.getheader("content-length")), len(stored[t]), t)
+                conn.request("GET", targets[1], headers={"Range": "bytes=10-19"})
+                resp = conn.getresponse()
+                self.assertEqual((resp.status, resp.read()), (206, stored[targets[1]][10:20]))
+        finally:
+            conn.close()
+        self.assertEqual(sum(self.origin.count(t) for t in targets), len(targets))
+
+    def test_tls_client_picks_the_suite(self):
+        # every suite offered is forward-secret AEAD, so the client's order decides (no server preference)
+        def tls12(ciphers):
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+            ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+            ctx.set_ciphers(ciphers)
+            with socket.create_connection(("127.0.0.1", self.edge.tls_port), timeout=10) as raw:
+                with ctx.wrap_socket(raw) as tls:
+                    return tls.version(), tls.cipher()[0]
+
+        self.assertEqual(tls12("ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+                               "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384"),
+                         ("TLSv1.2", tls12("ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305")[1]))
+        self.assertIn("AES128-GCM", tls12("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+                                          "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384")[1])
+        with self.assertRaises(ssl.SSLError):  # CBC and no forward secrecy are not offered
+            tls12("ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA:AES128-GCM-SHA256:AES256-SHA")
+        # TLS 1.3 (Python's ssl cannot order TLS 1.3 suites: openssl s_client does)
+        self.assertIsNotNone(shutil.which("openssl"), "openssl is not installed (.ci/run installs it)")
+        for suites, want in (("TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384", "TLS_AES_128_GCM_SHA256"),
+                             ("TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256")):
+            p = subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % self.edge.tls_port, "-tls1_3",
+                                "-ciphersuites", suites], input="", capture_output=True, text=True,
+                               timeout=20 * harness.SLOWDOWN)
+            self.assertIn("Cipher is %s" % want, p.stdout, p.stdout + p.stderr)
 
     def test_h2_large_body_intact(self):
         # several flow-control windows (65535 bytes initial) on both the miss and the hit

@@ -3,17 +3,13 @@ response names; Vary: * never stored; purging or invalidating the URL removes ev
 
 import unittest
 
-from harness import SLOWDOWN, EdgeTestCase, url, wait_for
+from harness import EdgeTestCase, url
 
 
 class Vary(EdgeTestCase):
     def setUp(self):
         super().setUp()
         self.start_edge()
-
-    def hit_eventually(self, t, headers):
-        wait_for(lambda: self.get(t, headers=headers).edge_status().get("hit") is True, 5 * SLOWDOWN,
-                 what="a hit for %r" % headers)
 
     def test_variants_are_kept_apart(self):
         t = url("/r/vary-lang", cc="max-age=600", vary="Accept-Language")

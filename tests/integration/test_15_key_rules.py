@@ -4,13 +4,10 @@ a client's own Cache-Control may send it to the origin (cache.honor_client_no_ca
 import json
 import unittest
 
-from harness import SLOWDOWN, EdgeTestCase, http_request, url, wait_for
+from harness import EdgeTestCase, http_request, url, wait_for
 
 
 class KeyRules(EdgeTestCase):
-    def hit_eventually(self, t, headers=None):
-        wait_for(lambda: self.get(t, headers=headers or {}).edge_status().get("hit") is True, 5, what="a hit on " + t)
-
     def test_sorted_query_and_dropped_parameters(self):
         self.start_edge({"cache": {"query": "sort", "query_drop": ["utm_source", "fbclid"]},
                          "admin": {"token": "t0k"}})
