@@ -329,12 +329,34 @@ def start_edge(binary, work, site, cert, key, n):
     return srv
 
 
+def start_servers(work, edges):
+    """The corpus and a certificate in `work` (mode 0755: h2o drops to nobody), h2o and each cdn-edge binary on
+    them, the edges warmed (every object a hit, the compressed variants made). @return the servers, h2o first"""
+    site = os.path.join(work, "site")
+    make_corpus(site)
+    cert, key = os.path.join(work, "cert.pem"), os.path.join(work, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=127.0.0.1"],
+                   check=True, capture_output=True)
+    os.chmod(key, 0o644)
+    servers = [start_h2o(work, site, cert, key)]
+    for i, b in enumerate(edges):
+        servers.append(start_edge(b, work, site, cert, key, i))
+        add_precompressed(site, servers[-1])
+    check_h2o_encoded(servers[0])
+    return servers
+
+
 def tls_params(port):
-    """The TLS version and cipher a server negotiates with OpenSSL's defaults (as wrk and h2load do)."""
+    """The TLS version and suite a server negotiates with OpenSSL's default client order (as wrk does), and the
+    suite it negotiates with h2load (whose order differs: AES-128-GCM first)."""
     out = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-alpn", "h2,http/1.1"],
                          input="", capture_output=True, text=True, timeout=10).stdout
     m = re.search(r"New, (\S+), Cipher is (\S+)", out)
-    return f"{m.group(1)} {m.group(2)}" if m else "?"
+    h2load = subprocess.run(["h2load", "-n1", f"https://127.0.0.1:{port}/{OBJECTS['1k']}"],
+                            capture_output=True, text=True, timeout=10).stdout
+    h = re.search(r"^Cipher: (\S+)", h2load, re.M)
+    return (f"{m.group(1)} {m.group(2)}" if m else "?") + f" (h2load: {h.group(1) if h else '?'})"
 
 
 def main():
@@ -355,19 +377,7 @@ def main():
     work = tempfile.mkdtemp(prefix="cdn-bench.")
     os.chmod(work, 0o755)  # h2o drops to nobody
     try:
-        site = os.path.join(work, "site")
-        make_corpus(site)
-        cert, key = os.path.join(work, "cert.pem"), os.path.join(work, "key.pem")
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                        "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=127.0.0.1"],
-                       check=True, capture_output=True)
-        os.chmod(key, 0o644)
-        servers = [start_h2o(work, site, cert, key)]
-        for i, b in enumerate(edges):
-            servers.append(start_edge(b, work, site, cert, key, i))
-            add_precompressed(site, servers[-1])
-        check_h2o_encoded(servers[0])
-
+        servers = start_servers(work, edges)
         tls = {s["name"]: tls_params(s["tls_port"]) for s in servers}
         results = {}  # (row label, server name) -> list of tuples
         t0 = time.time()
