@@ -33,6 +33,7 @@ Every process started here is stopped by its PID; the temporary directory is rem
 Only ratios measured in the same run mean much: the machines this runs on are shared and noisy.
 """
 import argparse
+import contextlib
 import os
 import re
 import shutil
@@ -359,6 +360,28 @@ def tls_params(port):
     return (f"{m.group(1)} {m.group(2)}" if m else "?") + f" (h2load: {h.group(1) if h else '?'})"
 
 
+@contextlib.contextmanager
+def workdir(prefix):
+    """A temporary directory (mode 0755: h2o drops to nobody); on the way out, every process started here is
+    stopped and the directory removed."""
+    work = tempfile.mkdtemp(prefix=prefix)
+    os.chmod(work, 0o755)
+    try:
+        yield work
+    finally:
+        stop_all()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run_main(main):
+    """Runs a benchmark's main; ^C stops every process started here first."""
+    try:
+        main()
+    except KeyboardInterrupt:
+        stop_all()
+        sys.exit(130)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=int, default=5, help="per measurement (default 5)")
@@ -374,9 +397,7 @@ def main():
     if os.cpu_count() is None or os.cpu_count() < 2:
         log("warning: fewer than 2 CPUs: server and load generator share one")
 
-    work = tempfile.mkdtemp(prefix="cdn-bench.")
-    os.chmod(work, 0o755)  # h2o drops to nobody
-    try:
+    with workdir("cdn-bench.") as work:
         servers = start_servers(work, edges)
         tls = {s["name"]: tls_params(s["tls_port"]) for s in servers}
         results = {}  # (row label, server name) -> list of tuples
@@ -438,14 +459,7 @@ def main():
               f"servers on CPU {SERVER_CPU}, load on CPU {CLIENT_CPU}; "
               + ", ".join(f"{s['name']} = {s['binary']}" for s in servers[1:]))
         print("# TLS: " + ", ".join(f"{n} {v}" for n, v in tls.items()))
-    finally:
-        stop_all()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except KeyboardInterrupt:
-        stop_all()
-        sys.exit(130)
+    run_main(main)

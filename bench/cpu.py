@@ -19,14 +19,11 @@ a hit's cost).
 """
 import argparse
 import os
-import shutil
 import statistics
 import subprocess
-import sys
-import tempfile
 import time
 
-from bench import CLIENT_CPU, ROWS, object_url, row_encoding, start_servers, stop_all
+from bench import CLIENT_CPU, ROWS, object_url, row_encoding, run_main, start_servers, workdir
 from benchlib import H2LOAD_STATUS, log, print_table
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -88,9 +85,7 @@ def main():
     rows = [r for r in ROWS if r[1] != "wrk-close" and any(w in r[0] for w in args.rows.split(","))]
     if not rows:
         raise SystemExit(f"no row matches {args.rows}")
-    work = tempfile.mkdtemp(prefix="cdn-cpu.")
-    os.chmod(work, 0o755)  # h2o drops to nobody
-    try:
+    with workdir("cdn-cpu.") as work:
         servers = start_servers(work, [os.path.abspath(b) for b in edges])
         for srv in servers:
             for row in rows:
@@ -122,14 +117,7 @@ def main():
         print(f"# {args.reps} rep(s) x {args.requests} requests (as many bytes for bigger objects), median shown; "
               f"CPU = utime + stime of the server process; servers on CPU 0, h2load on CPU {CLIENT_CPU}; "
               + ", ".join(f"{s['name']} = {s['binary']}" for s in servers[1:]))
-    finally:
-        stop_all()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except KeyboardInterrupt:
-        stop_all()
-        sys.exit(130)
+    run_main(main)
